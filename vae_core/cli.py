@@ -1,0 +1,199 @@
+"""Command line: python -m vae_core {train,evaluate,sample,info,download} ...
+
+Every user error (bad argument, missing file, broken checkpoint, diverged training) ends with a
+one-line message on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from . import data as datasets
+from .errors import VampvizError
+from .evaluate import DEFAULT_SAMPLES, evaluate
+from .imaging import image_grid, save_png
+from .likelihoods import LIKELIHOODS
+from .models import MODELS, ModelConfig
+from .networks import ARCHITECTURES
+from .priors import PRIORS
+from .train import TrainConfig, resolve_device, train
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m vae_core", description="VAEs with the VampPrior.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser("train", help="train a model into a checkpoint folder")
+    t.add_argument("--dataset", default="digits", choices=sorted(datasets.DATASETS))
+    t.add_argument("--model", default="vae", choices=sorted(MODELS))
+    t.add_argument("--prior", default="vampprior", choices=sorted(PRIORS))
+    t.add_argument("--architecture", default="mlp", choices=sorted(ARCHITECTURES))
+    t.add_argument("--likelihood", choices=sorted(LIKELIHOODS), help="default: the dataset's")
+    t.add_argument("--components", "-K", type=_positive, default=500, help="pseudo-inputs / mixture components")
+    t.add_argument("--latent-dim", type=_positive, default=40, help="z (VAE) or the top layer z2 (HVAE)")
+    t.add_argument("--latent-dim-z1", type=_positive, default=40, help="the HVAE's bottom layer z1")
+    t.add_argument("--hidden", type=_positive, default=300)
+    t.add_argument("--epochs", type=_positive, default=100)
+    t.add_argument("--warmup", type=_non_negative, help="KL warm-up epochs (default: 100 as in the paper, "
+                   "at most a fifth of --epochs)")
+    t.add_argument("--patience", type=_positive, default=50, help="early stopping patience in epochs")
+    t.add_argument("--batch-size", type=_positive, default=100)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--normalize-gradients", action="store_true", help="Adam on L2-normalised gradients")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, type=Path, help="checkpoint folder to create")
+    t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    t.add_argument("--data-dir", help=f"dataset folder (default: ${datasets.DATA_DIR_ENV} or ~/.cache/vampviz/data)")
+
+    e = commands.add_parser("evaluate", help="test log-likelihood, ELBO and active units of a checkpoint")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("--samples", type=_positive, default=DEFAULT_SAMPLES, help="importance samples per point")
+    e.add_argument("--limit", type=_positive, help="evaluate only the first N test images")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--data-dir")
+    e.add_argument("--seed", type=int, default=0)
+
+    s = commands.add_parser("sample", help="a PNG grid of samples from the prior")
+    s.add_argument("checkpoint", type=Path)
+    s.add_argument("--n", type=_positive, default=64)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--scale", type=_positive, default=None, help="pixel repeat (default: enlarge small images)")
+
+    i = commands.add_parser("info", help="describe a checkpoint")
+    i.add_argument("checkpoint", type=Path)
+
+    d = commands.add_parser("download", help="download a dataset's files (needs internet)")
+    d.add_argument("dataset", choices=sorted(datasets.DATASETS))
+    d.add_argument("--data-dir")
+    return parser
+
+
+def _train(args) -> None:
+    from tqdm import tqdm
+
+    spec = datasets.get_spec(args.dataset)
+    config = ModelConfig(
+        model=args.model, prior=args.prior, architecture=args.architecture,
+        likelihood=args.likelihood or spec.likelihood, dataset=spec.name, input_shape=spec.input_shape,
+        latent_dim=args.latent_dim, latent_dim_z1=args.latent_dim_z1, hidden=args.hidden,
+        components=args.components, pseudo_init_mean=spec.pseudo_init_mean, pseudo_init_std=spec.pseudo_init_std,
+    )
+    warmup = args.warmup if args.warmup is not None else min(100, args.epochs // 5)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=warmup, patience=args.patience,
+        normalize_gradients=args.normalize_gradients, seed=args.seed, device=args.device, data_dir=args.data_dir,
+    )
+    bar = None
+
+    def show(p):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.epochs * p.steps, initial=(p.epoch - 1) * p.steps + p.step - 1, unit="step",
+                       desc="train", dynamic_ncols=True)
+        postfix = {"epoch": p.epoch, "beta": f"{p.beta:.2f}", "loss": f"{p.loss:.2f}"}
+        if p.record:
+            postfix["val"] = f"{p.record['val_loss']:.2f}"
+        bar.set_postfix(postfix, refresh=False)
+        bar.update((p.epoch - 1) * p.steps + p.step - bar.n)
+
+    try:
+        result = train(config, train_config, args.out, resume=args.resume, progress=show)
+    finally:
+        if bar is not None:
+            bar.close()
+    how = "stopped early" if result.stopped_early else "finished"
+    print(f"{how} after {len(result.history)} epochs; best validation loss {result.best_val_loss:.3f} "
+          f"at epoch {result.best_epoch}; checkpoint in {result.path}")
+
+
+def _evaluate(args) -> None:
+    from tqdm import tqdm
+
+    torch.manual_seed(args.seed)
+    config, train_settings = ckpt.read_config(args.checkpoint)
+    model = ckpt.load(args.checkpoint, device=resolve_device(args.device))
+    data_dir = args.data_dir or train_settings.get("data_dir")
+    x_test = datasets.load_dataset(config.dataset, data_dir).x_test[: args.limit]
+    with tqdm(total=len(x_test), unit="img", desc=f"log p(x), S={args.samples}", disable=args.json) as bar:
+        metrics = evaluate(model, x_test, args.samples, datasets.get_spec(config.dataset).input_type,
+                           progress=lambda done, total: bar.update(done - bar.n))
+    ckpt.write_metrics(args.checkpoint, metrics)
+    if args.json:
+        print(json.dumps(metrics))
+        return
+    print(f"test log-likelihood  {metrics['log_likelihood']:.3f} nats (S={args.samples}, n={len(x_test)})")
+    print(f"ELBO                 {metrics['elbo']:.3f}  (reconstruction {metrics['reconstruction']:.3f}, "
+          f"KL {metrics['kl']:.3f})")
+    print(f"active units         {metrics['active_units']}")
+    print(f"KL(q(z) || p(z))     {metrics['aggregated_posterior_kl']:.3f}")
+
+
+def _sample(args) -> None:
+    torch.manual_seed(args.seed)
+    model = ckpt.load(args.checkpoint)
+    with torch.no_grad():
+        images = model.sample(args.n).numpy()
+    scale = args.scale or max(1, 56 // images.shape[-1])
+    path = save_png(image_grid(images, scale=scale), args.out)
+    print(f"wrote {args.n} samples to {path}")
+
+
+def _info(args) -> None:
+    info = ckpt.read_info(args.checkpoint)
+    c = info.config
+    print(f"{info.path}: {c.model.upper()} with a {c.prior} prior on {c.dataset} {c.input_shape}")
+    print(f"  architecture {c.architecture}, likelihood {c.likelihood}, latent {c.latent_sizes}, K={c.components}")
+    if info.history:
+        best = min(info.history, key=lambda r: r["val_loss"])
+        print(f"  {info.epochs} epochs; best validation loss {best['val_loss']:.3f} at epoch {best['epoch']}")
+    for key in ("log_likelihood", "elbo", "active_units", "samples", "n_test"):
+        if key in info.metrics:
+            print(f"  {key}: {info.metrics[key]}")
+
+
+def _download(args) -> None:
+    download = getattr(datasets, "download", None)
+    if download is None:
+        raise VampvizError("this version of vampviz cannot download datasets")
+    path = download(args.dataset, args.data_dir)
+    print(f"{args.dataset} is ready in {path}")
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "download": _download}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (VampvizError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (use --resume to continue)", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,143 @@
+"""Evaluation: ELBO, importance-sampled log-likelihood, active units, KL(q(z) || p(z)).
+
+The log-likelihood is log p(x) ~= log (1/S) sum_s p(x, z_s) / q(z_s | x), z_s ~ q(z|x), with
+S = 5000 by default as in the paper. Each test point is encoded once; its samples are decoded
+together in large batches (`max_rows` decoder rows at a time); the prior is frozen first, so a
+VampPrior's K pseudo-inputs are encoded once for the whole test set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributions import gaussian_mixture_log_prob, reparameterize
+
+DEFAULT_SAMPLES = 5000
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Cov_x(E_q[z_d]) > 0.01
+
+
+def _batches(images, batch_size: int, device):
+    for start in range(0, len(images), batch_size):
+        yield torch.as_tensor(images[start : start + batch_size], dtype=torch.float32, device=device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def elbo_terms(model: nn.Module, images, batch_size: int = 1000) -> dict[str, float]:
+    """Mean ELBO, reconstruction log p(x|z) and KL over `images` (one sample of z per image)."""
+    device = model_device(model)
+    totals = {"elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
+    for x in _batches(images, batch_size, device):
+        out = model(x, beta=1.0)
+        for name in totals:
+            totals[name] += getattr(out, name).sum().item()
+    means = {name: total / len(images) for name, total in totals.items()}
+    return means | {"loss": -means["elbo"]}
+
+
+@torch.no_grad()
+def log_likelihood(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, max_rows: int = 10000,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Importance-sampled log p(x) for each image: (N,) float64 numpy array, in nats."""
+    assert num_samples >= 1, "num_samples must be at least 1"
+    device = model_device(model)
+    prior = model.prior.frozen()
+    points_per_chunk = max(1, max_rows // num_samples)
+    samples_per_chunk = min(num_samples, max_rows)
+    results = []
+    done = 0
+    for x in _batches(images, points_per_chunk, device):
+        log_sum = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=device)
+        for start in range(0, num_samples, samples_per_chunk):
+            count = min(samples_per_chunk, num_samples - start)
+            weights = model.log_importance_weights(x, count, prior=prior).double()  # (count, B)
+            log_sum = torch.logaddexp(log_sum, torch.logsumexp(weights, dim=0))
+        results.append((log_sum - math.log(num_samples)).cpu())
+        done += x.shape[0]
+        if progress:
+            progress(done, len(images))
+    return torch.cat(results).numpy()
+
+
+def bits_per_dim(log_likelihood_nats: float, input_shape: tuple[int, ...]) -> float:
+    """-log2 p(x) per pixel, the usual unit for grey images with 256 levels."""
+    return -log_likelihood_nats / (math.prod(input_shape) * math.log(2))
+
+
+@torch.no_grad()
+def posterior_means(model: nn.Module, images, batch_size: int = 1000) -> dict[str, np.ndarray]:
+    """E_q[z | x] for every latent layer: {layer name: (N, D_layer)}."""
+    device = model_device(model)
+    chunks: dict[str, list] = {}
+    for x in _batches(images, batch_size, device):
+        for name, mean in model.latent_means(x).items():
+            chunks.setdefault(name, []).append(mean.cpu())
+    return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
+
+
+def unit_activity(means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cov_x(E_q[z_d]) per dimension of each layer: {layer: (D,)}."""
+    return {name: m.var(axis=0) for name, m in means.items()}
+
+
+def active_units(model: nn.Module, images, threshold: float = ACTIVE_UNIT_THRESHOLD) -> dict[str, int]:
+    """How many dimensions of each latent layer have Cov_x(E_q[z_d]) > threshold."""
+    activity = unit_activity(posterior_means(model, images))
+    return {name: int((a > threshold).sum()) for name, a in activity.items()}
+
+
+@torch.no_grad()
+def aggregated_posterior_kl(model: nn.Module, images, max_points: int = 2000, seed: int = 0) -> float:
+    """Monte Carlo KL(q(z) || p(z)) on the prior's layer, q(z) = 1/N sum_n q(z | x_n).
+
+    One z_n ~ q(z | x_n) per image; log q(z_n) is the mixture over the same N posteriors (written
+    as matmuls). Uses at most `max_points` images (chosen with `seed`) to bound the N x N cost.
+    """
+    device = model_device(model)
+    if len(images) > max_points:
+        index = np.random.default_rng(seed).choice(len(images), max_points, replace=False)
+        images = images[np.sort(index)]
+    params = [model.encoder(x) for x in _batches(images, 1000, device)]
+    means = torch.cat([m for m, _ in params])
+    logvars = torch.cat([lv for _, lv in params])
+    z = reparameterize(means, logvars)
+    prior = model.prior.frozen()
+    log_q = torch.cat([gaussian_mixture_log_prob(chunk, means, logvars) for chunk in z.split(1000)])
+    log_p = torch.cat([prior.log_prob(chunk) for chunk in z.split(1000)])
+    return (log_q - log_p).mean().item()
+
+
+def evaluate(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, input_type: str = "binary",
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """All test metrics in one JSON-able dict (what `python -m vae_core evaluate --json` prints)."""
+    model.eval()
+    start = time.perf_counter()
+    ll = log_likelihood(model, images, num_samples, progress=progress)
+    terms = elbo_terms(model, images)
+    activity = unit_activity(posterior_means(model, images))
+    metrics = {
+        "log_likelihood": float(ll.mean()),
+        "log_likelihood_stderr": float(ll.std(ddof=1) / math.sqrt(len(ll))) if len(ll) > 1 else 0.0,
+        "elbo": terms["elbo"],
+        "reconstruction": terms["reconstruction"],
+        "kl": terms["kl"],
+        "active_units": {name: int((a > ACTIVE_UNIT_THRESHOLD).sum()) for name, a in activity.items()},
+        "unit_activity": {name: a.tolist() for name, a in activity.items()},
+        "aggregated_posterior_kl": aggregated_posterior_kl(model, images),
+        "samples": num_samples,
+        "n_test": len(images),
+    }
+    if input_type == "gray":
+        shape = tuple(images.shape[1:])
+        metrics["bits_per_dim"] = bits_per_dim(metrics["log_likelihood"], shape)
+    metrics["seconds"] = time.perf_counter() - start
+    return metrics

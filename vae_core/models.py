@@ -1,0 +1,256 @@
+"""The one-level VAE and the two-level HVAE of the paper, and `build_model` from a config.
+
+A model receives its networks, prior and likelihood as objects and never branches on names.
+`model(x, beta)` returns a `ModelOutput`; the KL term is the single-sample Monte Carlo estimate
+log q(z|x) - log p(z) (a mixture prior has no closed-form KL), as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributions import diagonal_normal, gaussian_log_prob, reparameterize
+from .likelihoods import LIKELIHOODS, Likelihood
+from .networks import ARCHITECTURES, GatedDense, GaussianNet, ImageNet, gated_mlp, he_init
+from .priors import PRIORS, Prior
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved as config.json next to the weights."""
+
+    model: str = "vae"  # a key of MODELS
+    prior: str = "vampprior"  # a key of priors.PRIORS
+    architecture: str = "mlp"  # a key of networks.ARCHITECTURES
+    likelihood: str = "bernoulli"  # a key of likelihoods.LIKELIHOODS
+    dataset: str = "digits"
+    input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
+    latent_dim: int = 40  # z for the VAE, the top layer z2 for the HVAE
+    latent_dim_z1: int = 40  # the HVAE's bottom layer z1
+    hidden: int = 300
+    components: int = 500  # K: pseudo-inputs or mixture components
+    pseudo_init_mean: float = 0.05
+    pseudo_init_std: float = 0.01
+    extra: dict = field(default_factory=dict)  # free-form notes (e.g. which split was used)
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+
+    def validate(self) -> ModelConfig:
+        """Raise ValueError naming the first bad field; returns self for chaining."""
+        for name, registry in (("model", MODELS), ("prior", PRIORS), ("architecture", ARCHITECTURES),
+                               ("likelihood", LIKELIHOODS)):
+            value = getattr(self, name)
+            if value not in registry:
+                raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(registry))}")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
+        for name in ("latent_dim", "latent_dim_z1", "hidden", "components"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**data).validate()
+
+    @property
+    def latent_sizes(self) -> dict[str, int]:
+        if self.model == "hvae":
+            return {"z1": self.latent_dim_z1, "z2": self.latent_dim}
+        return {"z": self.latent_dim}
+
+
+@dataclass
+class ModelOutput:
+    loss: torch.Tensor  # scalar: mean over the batch of -(reconstruction - beta * kl)
+    elbo: torch.Tensor  # (B,) reconstruction - kl (at beta = 1)
+    reconstruction: torch.Tensor  # (B,) log p(x | z)
+    kl: torch.Tensor  # (B,) log q(z|x) - log p(z), summed over latent layers
+
+
+def _output(reconstruction: torch.Tensor, kl: torch.Tensor, beta: float) -> ModelOutput:
+    return ModelOutput(
+        loss=-(reconstruction - beta * kl).mean(),
+        elbo=reconstruction - kl,
+        reconstruction=reconstruction,
+        kl=kl,
+    )
+
+
+class VAE(nn.Module):
+    """q(z|x) -> p(x|z), prior p(z)."""
+
+    latent_layers = ("z",)
+
+    def __init__(self, encoder: GaussianNet, decoder: ImageNet, prior: Prior, likelihood: Likelihood):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.likelihood = likelihood
+
+    def forward(self, x: torch.Tensor, beta: float = 1.0) -> ModelOutput:
+        mean, logvar = self.encoder(x)
+        z = reparameterize(mean, logvar)
+        reconstruction = self.likelihood.log_prob(x, self.decoder(z))
+        kl = gaussian_log_prob(z, mean, logvar) - self.prior.log_prob(z)
+        return _output(reconstruction, kl, beta)
+
+    def encode(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        return diagonal_normal(*self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean image of p(x|z), (B, C, H, W)."""
+        return self.likelihood.mean(self.decoder(z))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encoder(x)[0])
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.decode(self.prior.sample(n))
+
+    def latent_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"z": self.encoder(x)[0]}
+
+    def log_importance_weights(self, x: torch.Tensor, num_samples: int, prior: Prior | None = None) -> torch.Tensor:
+        """log p(x, z_s) - log q(z_s|x) for z_s ~ q(z|x): (num_samples, B).
+
+        x is encoded once; all S x B samples are decoded in one batch.
+        """
+        prior = prior or self.prior
+        mean, logvar = self.encoder(x)
+        z = reparameterize(mean, logvar, num_samples)  # (S, B, D)
+        flat_z = z.flatten(0, 1)  # (S*B, D)
+        flat_x = x.expand(num_samples, *x.shape).flatten(0, 1)
+        log_px = self.likelihood.log_prob(flat_x, self.decoder(flat_z)).view(num_samples, -1)
+        return log_px + prior.log_prob(flat_z).view(num_samples, -1) - gaussian_log_prob(z, mean, logvar)
+
+
+class HVAE(nn.Module):
+    """Two latent layers: q(z2|x), q(z1|x,z2); p(z2) = prior, p(z1|z2), p(x|z1,z2)."""
+
+    latent_layers = ("z1", "z2")
+
+    def __init__(self, encoder: GaussianNet, encoder_z1: GaussianNet, prior_z1: GaussianNet,
+                 decoder: ImageNet, prior: Prior, likelihood: Likelihood):
+        super().__init__()
+        self.encoder = encoder  # q(z2 | x); the VampPrior uses this one
+        self.encoder_z1 = encoder_z1  # q(z1 | x, z2)
+        self.prior_z1 = prior_z1  # p(z1 | z2)
+        self.decoder = decoder  # p(x | z1, z2)
+        self.prior = prior  # p(z2)
+        self.likelihood = likelihood
+
+    def forward(self, x: torch.Tensor, beta: float = 1.0) -> ModelOutput:
+        mean2, logvar2 = self.encoder(x)
+        z2 = reparameterize(mean2, logvar2)
+        mean1, logvar1 = self.encoder_z1(x, z2)
+        z1 = reparameterize(mean1, logvar1)
+        prior_mean1, prior_logvar1 = self.prior_z1(z2)
+        reconstruction = self.likelihood.log_prob(x, self.decoder(z1, z2))
+        kl = (gaussian_log_prob(z1, mean1, logvar1) - gaussian_log_prob(z1, prior_mean1, prior_logvar1)
+              + gaussian_log_prob(z2, mean2, logvar2) - self.prior.log_prob(z2))
+        return _output(reconstruction, kl, beta)
+
+    def encode(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        """q(z2 | x), the layer the prior lives on."""
+        return diagonal_normal(*self.encoder(x))
+
+    def decode(self, z2: torch.Tensor) -> torch.Tensor:
+        """The mean image of p(x | z1, z2) with z1 at the mean of p(z1 | z2)."""
+        return self.likelihood.mean(self.decoder(self.prior_z1(z2)[0], z2))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        means = self.latent_means(x)
+        return self.likelihood.mean(self.decoder(means["z1"], means["z2"]))
+
+    def sample(self, n: int) -> torch.Tensor:
+        z2 = self.prior.sample(n)
+        z1 = reparameterize(*self.prior_z1(z2))
+        return self.likelihood.mean(self.decoder(z1, z2))
+
+    def latent_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Posterior means; z1's is taken at z2 = E[z2|x]."""
+        mean2 = self.encoder(x)[0]
+        return {"z1": self.encoder_z1(x, mean2)[0], "z2": mean2}
+
+    def log_importance_weights(self, x: torch.Tensor, num_samples: int, prior: Prior | None = None) -> torch.Tensor:
+        """log p(x, z1, z2) - log q(z1, z2 | x) for (z1, z2) ~ q: (num_samples, B)."""
+        prior = prior or self.prior
+        S, B = num_samples, x.shape[0]
+        mean2, logvar2 = self.encoder(x)
+        z2 = reparameterize(mean2, logvar2, S)  # (S, B, D2)
+        x_features = self.encoder_z1.trunks[0](x)  # computed once, shared by the S samples
+        z2_features = self.encoder_z1.trunks[1](z2.flatten(0, 1))
+        joint = self.encoder_z1.joint(torch.cat([x_features.expand(S, *x_features.shape).flatten(0, 1),
+                                                 z2_features], dim=-1))
+        mean1, logvar1 = self.encoder_z1.head(joint)  # (S*B, D1)
+        z1 = reparameterize(mean1, logvar1)
+        flat_z2 = z2.flatten(0, 1)
+        flat_x = x.expand(S, *x.shape).flatten(0, 1)
+        log_px = self.likelihood.log_prob(flat_x, self.decoder(z1, flat_z2))
+        log_joint = log_px + gaussian_log_prob(z1, *self.prior_z1(flat_z2)) + prior.log_prob(flat_z2)
+        log_q = gaussian_log_prob(z1, mean1, logvar1) + gaussian_log_prob(flat_z2, mean2.repeat(S, 1),
+                                                                          logvar2.repeat(S, 1))
+        return (log_joint - log_q).view(S, B)
+
+
+# --------------------------------------------------------------------------------------------
+# Construction from a config
+
+
+def _build_vae(config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> VAE:
+    h, shape = config.hidden, config.input_shape
+    encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, config.latent_dim)
+    decoder = ImageNet([gated_mlp(config.latent_dim, h, 2)], [h], h,
+                       architecture.image_decoder(shape, likelihood.params_per_pixel))
+    return VAE(encoder, decoder, make_prior(encoder), likelihood)
+
+
+def _build_hvae(config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> HVAE:
+    h, shape = config.hidden, config.input_shape
+    d1, d2 = config.latent_dim_z1, config.latent_dim
+    encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, d2)
+    encoder_z1 = GaussianNet([architecture.image_encoder(shape, 1), GatedDense(d2, h)], [h, h], h, d1)
+    prior_z1 = GaussianNet([gated_mlp(d2, h, 2)], [h], h, d1)
+    decoder = ImageNet([GatedDense(d1, h), GatedDense(d2, h)], [h, h], h,
+                       architecture.image_decoder(shape, likelihood.params_per_pixel))
+    return HVAE(encoder, encoder_z1, prior_z1, decoder, make_prior(encoder), likelihood)
+
+
+MODELS = {"vae": _build_vae, "hvae": _build_hvae}
+
+
+def build_model(config: ModelConfig, train_images: np.ndarray | torch.Tensor | None = None) -> VAE | HVAE:
+    """A freshly initialised model; `train_images` (N, C, H, W) seeds "vampprior-data"."""
+    config.validate()
+    architecture = ARCHITECTURES[config.architecture](hidden=config.hidden)
+    likelihood = LIKELIHOODS[config.likelihood]()
+
+    def make_prior(encoder: nn.Module) -> Prior:
+        return PRIORS[config.prior](
+            latent_dim=config.latent_dim, encoder=encoder, num_components=config.components,
+            input_shape=config.input_shape, init_mean=config.pseudo_init_mean,
+            init_std=config.pseudo_init_std, train_images=train_images,
+        )
+
+    model = MODELS[config.model](config, architecture, likelihood, make_prior)
+    he_init(model)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())

@@ -1,0 +1,196 @@
+"""Building blocks of the paper's networks: gated layers, Gaussian heads, MLP and conv stacks.
+
+Every image network takes images (B, C, H, W); MLPs flatten them. An architecture (a key of
+`ARCHITECTURES`) builds the two image-facing pieces a model needs:
+
+- `image_encoder(input_shape, layers)`: images -> features (B, hidden);
+- `image_decoder(hidden, input_shape, params_per_pixel)`: features -> likelihood parameters
+  (B, P, C, H, W).
+
+Latent-facing layers are always gated dense layers, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ENCODER_LOGVAR_RANGE = (-6.0, 2.0)  # the paper clamps the encoder's log-variance with Hardtanh(-6, 2)
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming) normal initialisation of every linear and conv weight; zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+class GatedDense(nn.Module):
+    """h(x) * sigmoid(g(x)): the paper's gated dense layer."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.h = nn.Linear(in_features, out_features)
+        self.g = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+class GatedConv2d(nn.Module):
+    """h(x) * sigmoid(g(x)) with 'same'-style padding for odd kernels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        padding = kernel_size // 2
+        self.h = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
+        self.g = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.h(x) * torch.sigmoid(self.g(x))
+
+
+def gated_mlp(in_features: int, hidden: int, layers: int) -> nn.Sequential:
+    dims = [in_features] + [hidden] * layers
+    return nn.Sequential(*(GatedDense(a, b) for a, b in zip(dims[:-1], dims[1:])))
+
+
+class GaussianHead(nn.Module):
+    """features -> (mean, logvar) of a diagonal Gaussian; logvar clamped to `logvar_range`."""
+
+    def __init__(self, in_features: int, latent_dim: int, logvar_range=ENCODER_LOGVAR_RANGE):
+        super().__init__()
+        self.mean = nn.Linear(in_features, latent_dim)
+        self.logvar = nn.Linear(in_features, latent_dim)
+        self.logvar_range = logvar_range
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mean(features), F.hardtanh(self.logvar(features), *self.logvar_range)
+
+
+class GaussianNet(nn.Module):
+    """Any trunk followed by a Gaussian head: input(s) -> (mean, logvar), each (B, D).
+
+    With several trunks, each input goes through its own trunk, the features are concatenated
+    and passed through one more gated layer (the paper's q(z1|x,z2) and p(x|z1,z2) joints).
+    """
+
+    def __init__(self, trunks: list[nn.Module], trunk_features: list[int], hidden: int, latent_dim: int):
+        super().__init__()
+        self.trunks = nn.ModuleList(trunks)
+        self.joint = GatedDense(sum(trunk_features), hidden) if len(trunks) > 1 else nn.Identity()
+        self.head = GaussianHead(hidden if len(trunks) > 1 else trunk_features[0], latent_dim)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(joint_features(self.trunks, self.joint, inputs))
+
+
+class ImageNet(nn.Module):
+    """Latent input(s) -> likelihood parameters (B, P, C, H, W), joined like `GaussianNet`."""
+
+    def __init__(self, trunks: list[nn.Module], trunk_features: list[int], hidden: int, output: nn.Module):
+        super().__init__()
+        self.trunks = nn.ModuleList(trunks)
+        self.joint = GatedDense(sum(trunk_features), hidden) if len(trunks) > 1 else nn.Identity()
+        self.output = output
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.output(joint_features(self.trunks, self.joint, inputs))
+
+
+def joint_features(trunks: nn.ModuleList, joint: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    assert len(inputs) == len(trunks), f"expected {len(trunks)} inputs, got {len(inputs)}"
+    if len(trunks) == 1:
+        return trunks[0](inputs[0])
+    return joint(torch.cat([trunk(x) for trunk, x in zip(trunks, inputs)], dim=-1))
+
+
+# --------------------------------------------------------------------------------------------
+# Architectures
+
+
+class MLPArchitecture:
+    """The paper's MLP: `hidden` gated units per layer (2 x 300 by default)."""
+
+    name = "mlp"
+
+    def __init__(self, hidden: int = 300):
+        self.hidden = hidden
+
+    def image_encoder(self, input_shape: tuple[int, ...], layers: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), gated_mlp(math.prod(input_shape), self.hidden, layers))
+
+    def image_decoder(self, input_shape: tuple[int, ...], params_per_pixel: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(self.hidden, params_per_pixel * math.prod(input_shape)),
+            nn.Unflatten(-1, (params_per_pixel, *input_shape)),
+        )
+
+
+class ConvEncoder(nn.Module):
+    """Gated convolutions (two stride-2 steps) then a gated dense layer to `hidden` features."""
+
+    def __init__(self, input_shape: tuple[int, int, int], hidden: int, channels: int):
+        super().__init__()
+        c = input_shape[0]
+        self.convs = nn.Sequential(
+            GatedConv2d(c, channels, 7),
+            GatedConv2d(channels, channels, 3, stride=2),
+            GatedConv2d(channels, 2 * channels, 5),
+            GatedConv2d(2 * channels, 2 * channels, 3, stride=2),
+            GatedConv2d(2 * channels, 6, 3),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, *input_shape)).shape[1]
+        self.dense = GatedDense(flat, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.convs(x))
+
+
+class ConvDecoder(nn.Module):
+    """Features -> a full-resolution map -> gated convolutions -> P parameters per pixel."""
+
+    def __init__(self, input_shape: tuple[int, int, int], hidden: int, channels: int, params_per_pixel: int):
+        super().__init__()
+        c, h, w = input_shape
+        self.input_shape = input_shape
+        self.params_per_pixel = params_per_pixel
+        self.dense = GatedDense(hidden, c * h * w)
+        self.convs = nn.Sequential(
+            GatedConv2d(c, channels, 3),
+            GatedConv2d(channels, channels, 3),
+            GatedConv2d(channels, channels, 3),
+            nn.Conv2d(channels, params_per_pixel * c, 1),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.input_shape
+        maps = self.dense(features).view(-1, c, h, w)
+        return self.convs(maps).view(-1, self.params_per_pixel, c, h, w)
+
+
+class ConvArchitecture:
+    """Gated convolutional encoder and decoder around the same gated dense latent layers."""
+
+    name = "conv"
+
+    def __init__(self, hidden: int = 300, channels: int = 32):
+        self.hidden = hidden
+        self.channels = channels
+
+    def image_encoder(self, input_shape: tuple[int, ...], layers: int) -> nn.Module:
+        encoder = ConvEncoder(input_shape, self.hidden, self.channels)
+        return nn.Sequential(encoder, gated_mlp(self.hidden, self.hidden, layers - 1))
+
+    def image_decoder(self, input_shape: tuple[int, ...], params_per_pixel: int) -> nn.Module:
+        return ConvDecoder(input_shape, self.hidden, self.channels, params_per_pixel)
+
+
+ARCHITECTURES = {"mlp": MLPArchitecture, "conv": ConvArchitecture}

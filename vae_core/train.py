@@ -1,0 +1,245 @@
+"""Training: Adam, KL warm-up, early stopping, atomic checkpoints, resume, progress callbacks.
+
+The schedule follows the paper: Adam with learning rate 5e-4 (optionally with normalised
+gradients, each parameter's gradient divided by its L2 norm), batches of 100, KL warm-up
+beta = min(1, epoch / warmup), and early stopping on the validation loss (-ELBO at beta = 1) once
+warm-up is over. The best model is saved after each improving epoch; the latest state after every
+epoch, so `resume=True` continues exactly where training stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .data import DatasetSplits, get_spec, load_dataset
+from .errors import CheckpointError, TrainingDivergedError
+from .evaluate import elbo_terms
+from .models import ModelConfig, build_model
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 5e-4
+    warmup: int = 100  # epochs of KL warm-up (0: none)
+    patience: int = 50  # early stopping: epochs without improvement after warm-up
+    normalize_gradients: bool = False
+    seed: int = 0
+    device: str = "auto"
+    data_dir: str | None = None
+
+    def validate(self) -> TrainConfig:
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Progress:
+    """Sent to the progress callback after every step; `record` is set at the end of an epoch."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    beta: float
+    record: dict | None = None
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    history: list[dict]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    interrupted: bool
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto: CUDA, then MPS, then CPU; otherwise the named device (checked to exist)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def kl_weight(epoch: int, warmup: int) -> float:
+    """beta for a 1-based epoch: linear from 1/warmup up to 1."""
+    return 1.0 if warmup == 0 else min(1.0, epoch / warmup)
+
+
+def normalize_gradients_(parameters) -> None:
+    """Divide each parameter's gradient by its L2 norm (Yu et al., 2017), as the paper's Adam does."""
+    for p in parameters:
+        if p.grad is not None:
+            p.grad.div_(p.grad.norm() + 1e-8)
+
+
+@dataclass
+class _State:
+    """The counters saved in train_state.json."""
+
+    epoch: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+
+
+def _save_last(out: Path, model: nn.Module, optimizer, state: _State, history: list[dict]) -> None:
+    tensors, rest = ckpt.optimizer_tensors(optimizer)
+    tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors["rng.torch"] = torch.get_rng_state()
+    ckpt.save_tensors(out / ckpt.LAST_FILE, tensors)
+    ckpt.atomic_write_json(out / ckpt.HISTORY_FILE, history)
+    ckpt.atomic_write_json(out / ckpt.TRAIN_STATE_FILE, asdict(state) | rest)
+
+
+def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[dict]]:
+    tensors = ckpt.read_tensors(out / ckpt.LAST_FILE)
+    saved = ckpt.read_json(out / ckpt.TRAIN_STATE_FILE)
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    ckpt.load_state_into(model, weights, out / ckpt.LAST_FILE)
+    try:
+        optimizer.load_state_dict(ckpt.optimizer_state(tensors, saved))
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"{out / ckpt.LAST_FILE}: optimiser state does not fit the model ({error})") from None
+    torch.set_rng_state(tensors["rng.torch"])
+    state = _State(**{f.name: saved[f.name] for f in fields(_State)})
+    return state, ckpt.read_json(out / ckpt.HISTORY_FILE)
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    data: DatasetSplits | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train a model into the checkpoint folder `out`; see the module docstring.
+
+    `data` defaults to the registry's dataset named in `model_config.dataset`. `should_stop` is
+    polled after each epoch (the dashboard's stop button); stopping keeps every checkpoint.
+    """
+    model_config.validate()
+    train_config.validate()
+    out = Path(out)
+    spec = get_spec(model_config.dataset)
+    data = data if data is not None else load_dataset(model_config.dataset, train_config.data_dir)
+    device = resolve_device(train_config.device)
+
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config, train_images=data.x_train).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    state, history = _State(), []
+
+    if resume and (out / ckpt.LAST_FILE).is_file():
+        saved_config, _ = ckpt.read_config(out)
+        if saved_config.to_dict() != model_config.to_dict():
+            raise CheckpointError(f"{out} holds a different model ({saved_config.model}/{saved_config.prior}); "
+                                  "use another --out or the same settings to resume")
+        state, history = _restore_last(out, model, optimizer)
+    elif (out / ckpt.CONFIG_FILE).is_file() and not resume:
+        raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or pick another --out")
+    ckpt.write_config(out, model_config, asdict(train_config))
+
+    x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=device)
+    n = len(x_train)
+    steps = math.ceil(n / train_config.batch_size)
+    stopped_early = interrupted = False
+
+    for epoch in range(state.epoch + 1, train_config.epochs + 1):
+        beta = kl_weight(epoch, train_config.warmup)
+        model.train()
+        started = time.perf_counter()
+        sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        order = torch.randperm(n, device=device)
+        for step, batch in enumerate(order.split(train_config.batch_size), start=1):
+            x = x_train[batch]
+            if spec.dynamic_binarization:
+                x = torch.bernoulli(x)
+            out_step = model(x, beta=beta)
+            if not torch.isfinite(out_step.loss):
+                raise TrainingDivergedError(
+                    f"training diverged: the loss is {out_step.loss.item()} at epoch {epoch}, step {step}; "
+                    f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; "
+                    "try a lower --lr or --normalize-gradients"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out_step.loss.backward()
+            if train_config.normalize_gradients:
+                normalize_gradients_(model.parameters())
+            optimizer.step()
+            sums["loss"] += out_step.loss.item() * len(batch)
+            sums["reconstruction"] += out_step.reconstruction.sum().item()
+            sums["kl"] += out_step.kl.sum().item()
+            if progress and step < steps:
+                progress(Progress(epoch, train_config.epochs, step, steps, out_step.loss.item(), beta))
+
+        model.eval()
+        val = elbo_terms(model, data.x_val)
+        if not math.isfinite(val["loss"]):
+            raise TrainingDivergedError(
+                f"training diverged: the validation loss is {val['loss']} at epoch {epoch}; "
+                f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; try a lower --lr"
+            )
+        record = {
+            "epoch": epoch,
+            "beta": beta,
+            "train_loss": sums["loss"] / n,
+            "train_reconstruction": sums["reconstruction"] / n,
+            "train_kl": sums["kl"] / n,
+            "val_loss": val["loss"],
+            "val_reconstruction": val["reconstruction"],
+            "val_kl": val["kl"],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        state.epoch = epoch
+        if val["loss"] < state.best_val_loss:
+            state.best_val_loss, state.best_epoch = val["loss"], epoch
+            state.epochs_without_improvement = 0
+            ckpt.save_weights(out, model)
+        elif epoch > train_config.warmup:
+            state.epochs_without_improvement += 1
+        _save_last(out, model, optimizer, state, history)
+        if progress:
+            progress(Progress(epoch, train_config.epochs, steps, steps, record["train_loss"], beta, record))
+        if state.epochs_without_improvement >= train_config.patience:
+            stopped_early = True
+            break
+        if should_stop and should_stop():
+            interrupted = True
+            break
+
+    return TrainResult(out, history, state.best_epoch, state.best_val_loss, stopped_early, interrupted)
+
