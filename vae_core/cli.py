@@ -15,6 +15,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data as datasets
+from .distributed import is_main_process
 from .errors import VampvizError
 from .evaluate import DEFAULT_SAMPLES, evaluate
 from .imaging import image_grid, save_png
@@ -124,6 +125,8 @@ def _train(args) -> None:
     finally:
         if bar is not None:
             bar.close()
+    if not is_main_process():  # under torchrun, one line from rank 0 is enough
+        return
     how = "stopped early" if result.stopped_early else "finished"
     print(f"{how} after {len(result.history)} epochs; best validation loss {result.best_val_loss:.3f} "
           f"at epoch {result.best_epoch}; checkpoint in {result.path}")

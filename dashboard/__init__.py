@@ -1,0 +1,1 @@
+"""The vampviz dashboard: pure helpers (catalog, loaders, figure builders) for the pages in pages/."""

@@ -1,0 +1,81 @@
+"""Finding checkpoints: the shipped ones plus a user folder. Pure functions, no Streamlit."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vae_core.checkpoint import CONFIG_FILE, CheckpointInfo, read_info
+from vae_core.errors import VampvizError
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_DIR = ROOT / "checkpoints"
+USER_DIR_ENV = "VAMPVIZ_CHECKPOINTS"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checkpoint folder: its info when readable, else the one-line error."""
+
+    path: Path
+    info: CheckpointInfo | None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.info is None:
+            return f"{self.path.name} (broken)"
+        c = self.info.config
+        latent = "×".join(str(v) for v in c.latent_sizes.values())
+        k = f", K={c.components}" if c.prior != "standard" else ""
+        return f"{c.dataset} · {c.model.upper()} · {c.prior}{k} · z={latent}"
+
+
+def checkpoint_dirs(extra: str | Path | None = None) -> list[Path]:
+    """The folders searched: shipped checkpoints, then `extra`, then $VAMPVIZ_CHECKPOINTS."""
+    dirs = [SHIPPED_DIR]
+    for candidate in (extra, os.environ.get(USER_DIR_ENV)):
+        if candidate and Path(candidate).expanduser().resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(Path(candidate).expanduser())
+    return dirs
+
+
+def find_checkpoints(dirs: list[Path]) -> list[Entry]:
+    """Every folder below `dirs` (one level deep, or the folder itself) with a config.json."""
+    entries: list[Entry] = []
+    seen: set[Path] = set()
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        candidates = [root] if (root / CONFIG_FILE).exists() else sorted(p for p in root.iterdir() if p.is_dir())
+        for path in candidates:
+            if not (path / CONFIG_FILE).exists() or path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                entries.append(Entry(path, read_info(path)))
+            except VampvizError as error:
+                entries.append(Entry(path, None, str(error)))
+    return entries
+
+
+def summary_row(entry: Entry) -> dict:
+    """One row of the Models table."""
+    if entry.info is None:
+        return {"checkpoint": entry.path.name, "error": entry.error}
+    c, m = entry.info.config, entry.info.metrics
+    active = m.get("active_units", {})
+    return {
+        "checkpoint": entry.path.name,
+        "dataset": c.dataset,
+        "model": c.model.upper(),
+        "prior": c.prior,
+        "K": c.components if c.prior != "standard" else None,
+        "latent": " / ".join(f"{k}={v}" for k, v in c.latent_sizes.items()),
+        "epochs": entry.info.epochs,
+        "test LL": m.get("log_likelihood"),
+        "ELBO": m.get("elbo"),
+        "active units": " / ".join(f"{k}={v}" for k, v in active.items()) or None,
+        "error": None,
+    }
