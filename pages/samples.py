@@ -1,0 +1,78 @@
+"""Samples: images generated from the prior, from one component, reconstructions, interpolations."""
+
+import streamlit as st
+
+from dashboard import gallery
+from dashboard.gallery_views import (component_samples, interpolation, mixture_analysis, prior_samples,
+                                     show_grid, test_reconstructions)
+from dashboard.loaders import load_splits
+from dashboard.state import device, require_entry
+
+entry = require_entry()
+config, name = entry.info.config, entry.path.name
+st.title("🖼️ Samples")
+st.markdown(
+    "A VAE is a generative model: draw a code z from the prior p(z) and decode it, and you get a new "
+    "image. How good these samples look depends on the prior: with N(0, I), codes land in regions the "
+    "encoder never used, giving blurry or mixed-up digits; the VampPrior puts its mass where the "
+    "encoder puts real images. Below: **samples from the prior** (a mixture first picks a component "
+    "at random, then draws z from it), **samples from a single component**, **test images next to "
+    "their reconstructions** (how much the code keeps) and a **walk in latent space** between two "
+    "test images (is the space smooth between them?). The same seed always gives the same images.")
+
+st.session_state.setdefault("samples_seed", 0)
+
+
+def _resample():
+    st.session_state["samples_seed"] = (st.session_state["samples_seed"] + 1) % 2**31
+
+
+st.subheader("Samples from the prior p(z)")
+a, b, c = st.columns([3, 2, 1], vertical_alignment="bottom")
+n = a.slider("Number of samples", 8, 256, 64, step=8)
+seed = b.number_input("Seed", 0, 2**31 - 1, key="samples_seed")
+c.button("🎲 Re-sample", on_click=_resample, help="Next seed")
+show_grid(gallery.grid(prior_samples(entry.path, device(), n, int(seed)), gallery.columns_for(n)),
+          f"{name}-prior-samples-seed{seed}")
+
+st.subheader("Samples from one component")
+if config.prior == "standard":
+    st.info("The standard normal prior has a single component, so the samples above are already "
+            "'from one component'. Pick a VampPrior or mog checkpoint to sample its components separately.")
+else:
+    analysis = mixture_analysis(entry.path, device())
+    order, K = analysis["order"], len(analysis["order"])
+    pseudo = analysis["kind"] == "pseudo-inputs"
+    rank = st.number_input(f"Component rank (1 = explains most test data, {K} = least)", 1, K, 1)
+    k = int(order[rank - 1])
+    left, right = st.columns([1, 4])
+    left.image(gallery.grid(analysis["heads"][k : k + 1], 1, gallery.display_scale(config.input_shape, 128)),
+               caption=f"{'pseudo-input u' if pseudo else 'decoded mean m'}_{k}")
+    right.markdown(f"z ~ {'q(z | u_k)' if pseudo else 'N(m_k, diag v_k)'} for k = {k}, decoded "
+                   f"(explains {analysis['mean_resp'][k]:.1%} of the test set)")
+    show_grid(gallery.grid(component_samples(entry.path, device(), k, 32, int(seed)), 8),
+              f"{name}-component-{k}-seed{seed}", container=right)
+
+st.subheader("Reconstructions")
+splits = load_splits(config.dataset)
+x_test = splits.x_test
+a, b = st.columns(2)
+count = a.slider("Test images", 8, 64, 32, step=8)
+start = b.number_input("First test image", 0, max(0, len(x_test) - count), 0)
+images, reconstructions = test_reconstructions(entry.path, device(), int(start), count)
+st.caption("Odd rows: test images; even rows: their reconstructions decode(E[z|x]) just below.")
+show_grid(gallery.grid(gallery.interleave_rows(images, reconstructions, 16), 16), f"{name}-reconstructions-{start}")
+
+st.subheader("Interpolation in latent space")
+layer = list(config.latent_sizes)[-1]
+a, b, c = st.columns(3)
+first = a.number_input("From test image", 0, len(x_test) - 1, 0)
+default_last = min(len(x_test) - 1, gallery.other_class_index(splits.y_test, 0))  # a different digit
+last = b.number_input("To test image", 0, len(x_test) - 1, default_last)
+steps = c.slider("Steps", 3, 20, 10)
+st.caption(f"The posterior means E[{layer}|x] of the two test images (shown at the ends), joined by a straight "
+           f"line in {layer}-space; each point on it is decoded"
+           + (" (the HVAE's z1 is taken at the mean of p(z1|z2))." if config.model == "hvae" else "."))
+path_images = interpolation(entry.path, device(), int(first), int(last), steps)
+strip = gallery.with_ends(x_test[first], path_images, x_test[last])
+show_grid(gallery.grid(strip, len(strip)), f"{name}-interpolation-{first}-{last}")
