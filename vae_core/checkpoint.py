@@ -116,8 +116,11 @@ def read_config(path: str | Path) -> tuple[ModelConfig, dict]:
     data = read_json(config_path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{config_path} is not a vampviz checkpoint config (no format tag {FORMAT!r})")
-    if int(data.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{config_path} was written by a newer vampviz (format {data['version']}); upgrade")
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{config_path} has an invalid format version {version!r}")
+    if version > VERSION:
+        raise CheckpointError(f"{config_path} was written by a newer vampviz (format {version}); upgrade")
     try:
         config = ModelConfig.from_dict(data["model"])
     except (KeyError, TypeError, ValueError) as error:

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, type=Path, help="checkpoint folder to create")
     t.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    t.add_argument("--snapshot-every", type=_non_negative, default=0, metavar="N",
+                   help="save pseudo-inputs and samples every N epochs for the dashboard's replay (0: never)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     t.add_argument("--data-dir", help=f"dataset folder (default: ${datasets.DATA_DIR_ENV} or ~/.cache/vampviz/data)")
 
@@ -92,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_warmup(args) -> int:
+    """The paper's 100 epochs, at most a fifth of --epochs; a resumed run keeps the warm-up it was
+    started with (a larger --epochs must not stretch the KL schedule of a run half done)."""
+    if args.resume and (args.out / ckpt.CONFIG_FILE).is_file():
+        saved = ckpt.read_config(args.out)[1].get("warmup")
+        if isinstance(saved, int) and not isinstance(saved, bool) and saved >= 0:
+            return saved
+    return min(100, args.epochs // 5)
+
+
 def _train(args) -> None:
     from tqdm import tqdm
 
@@ -102,10 +114,11 @@ def _train(args) -> None:
         latent_dim=args.latent_dim, latent_dim_z1=args.latent_dim_z1, hidden=args.hidden,
         components=args.components, pseudo_init_mean=spec.pseudo_init_mean, pseudo_init_std=spec.pseudo_init_std,
     )
-    warmup = args.warmup if args.warmup is not None else min(100, args.epochs // 5)
+    warmup = args.warmup if args.warmup is not None else _default_warmup(args)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=warmup, patience=args.patience,
         normalize_gradients=args.normalize_gradients, seed=args.seed, device=args.device, data_dir=args.data_dir,
+        snapshot_every=args.snapshot_every,
     )
     bar = None
 
@@ -178,11 +191,8 @@ def _info(args) -> None:
 
 
 def _download(args) -> None:
-    download = getattr(datasets, "download", None)
-    if download is None:
-        raise VampvizError("this version of vampviz cannot download datasets")
-    path = download(args.dataset, args.data_dir)
-    print(f"{args.dataset} is ready in {path}")
+    paths = datasets.download(args.dataset, args.data_dir)
+    print(f"{args.dataset} is ready: {', '.join(str(p) for p in paths)}")
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "download": _download}

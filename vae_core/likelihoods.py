@@ -85,8 +85,15 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
 
 def log1mexp(a: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(a)) for a < 0, accurate everywhere (Maechler 2012)."""
-    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
+    """log(1 - exp(a)) for a < 0, accurate everywhere (Maechler 2012).
+
+    Each branch only sees arguments from its own range: `torch.where` back-propagates zeros into
+    the branch it did not pick, and 0 * inf is NaN, so log1p(-exp(a)) at a ~ 0 (the bins far above
+    a logistic's mean, where both log-CDFs are ~0) would otherwise turn the gradient into NaN.
+    """
+    near_zero = a > -math.log(2)
+    return torch.where(near_zero, torch.log(-torch.expm1(torch.where(near_zero, a, -1.0))),
+                       torch.log1p(-torch.exp(torch.where(near_zero, -1.0, a))))
 
 
 class GaussianLikelihood(Likelihood):

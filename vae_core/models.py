@@ -8,6 +8,7 @@ log q(z|x) - log p(z) (a mixture prior has no closed-form KL), as in the paper.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -51,8 +52,13 @@ class ModelConfig:
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
         for name in ("latent_dim", "latent_dim_z1", "hidden", "components"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+            value = getattr(self, name)  # a hand-edited config.json may hold "40" or 2.5
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("pseudo_init_mean", "pseudo_init_std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         return self
 
     def to_dict(self) -> dict:

@@ -89,6 +89,9 @@ def sample_mixture(means: torch.Tensor, logvars: torch.Tensor, n: int) -> torch.
     return reparameterize(means[index], logvars[index])
 
 
+DATA_INIT_NOISE_STD = 0.01  # the paper's noise on data-initialised pseudo-inputs
+
+
 class VampPrior(Prior):
     """p(z) = 1/K sum_k q(z | u_k): a mixture of the encoder's posteriors at K pseudo-inputs.
 
@@ -110,11 +113,18 @@ class VampPrior(Prior):
         return cls(encoder, latent_dim, mean + std * torch.randn(num_components, *input_shape))
 
     @classmethod
-    def data_init(cls, encoder, latent_dim, images: torch.Tensor, num_components: int) -> VampPrior:
-        """Pseudo-inputs set to K training images chosen at random ("vampprior-data")."""
+    def data_init(cls, encoder, latent_dim, images: torch.Tensor, num_components: int,
+                  noise_std: float = DATA_INIT_NOISE_STD) -> VampPrior:
+        """Pseudo-inputs set to K training images chosen at random, plus N(0, noise_std) noise.
+
+        The noise is the paper's ("vampprior-data" adds N(0, 0.01) to the images): Hardtanh has a
+        zero gradient at exactly 0 and 1, so pixels copied from binary or mostly-black images
+        would otherwise never move.
+        """
         assert len(images) >= num_components, f"need {num_components} training images, got {len(images)}"
         index = torch.randperm(len(images))[:num_components]
-        return cls(encoder, latent_dim, torch.as_tensor(images[index.numpy()]).float())
+        chosen = torch.as_tensor(images[index.numpy()]).float()
+        return cls(encoder, latent_dim, chosen + noise_std * torch.randn_like(chosen))
 
     @property
     def num_components(self) -> int:

@@ -1,0 +1,241 @@
+"""The command line end to end: train, evaluate, sample, info, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vae_core import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "16", "--latent-dim", "3", "--latent-dim-z1", "2", "-K", "5", "--device", "cpu"]
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    """cli.main in-process: (exit code, stdout, stderr); argparse's SystemExit counts as a return."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> str:
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].strip().startswith("error:") or "error:" in lines[-1]
+    for word in words:
+        assert word in lines[-1]
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A VAE with a VampPrior trained for 2 epochs on digits by the CLI itself."""
+    out = tmp_path_factory.mktemp("cli") / "vae"
+    code = cli.main(["train", "--epochs", "2", "--prior", "vampprior", "--out", str(out), *TINY])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_checkpoint(trained):
+    assert {p.name for p in trained.iterdir()} >= {"config.json", "model.safetensors", "history.json",
+                                                   "last.safetensors", "train_state.json"}
+    payload = json.loads((trained / "config.json").read_text())
+    assert payload["model"]["prior"] == "vampprior" and payload["model"]["likelihood"] == "bernoulli"
+    assert payload["model"]["input_shape"] == [1, 8, 8] and payload["model"]["components"] == 5
+    assert payload["train"]["epochs"] == 2 and payload["train"]["warmup"] == 0  # at most a fifth of the epochs
+
+
+def test_train_prints_a_summary(tmp_path, capsys):
+    code, out, _ = run(["train", "--epochs", "1", "--model", "hvae", "--prior", "mog",
+                        "--out", tmp_path / "hvae", *TINY], capsys)
+    assert code == 0
+    assert "after 1 epochs" in out and "best validation loss" in out and str(tmp_path / "hvae") in out
+
+
+def test_evaluate_json_prints_one_object(trained, capsys):
+    code, out, _ = run(["evaluate", trained, "--samples", "50", "--json", "--device", "cpu"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    metrics = json.loads(lines[0])
+    assert {"log_likelihood", "elbo", "reconstruction", "kl", "active_units", "samples", "n_test"} <= set(metrics)
+    assert metrics["samples"] == 50 and metrics["n_test"] == 250
+    assert isinstance(metrics["active_units"], dict) and set(metrics["active_units"]) == {"z"}
+    assert 0 <= metrics["active_units"]["z"] <= 3
+    assert metrics["log_likelihood"] < 0 and metrics["elbo"] < 0
+    assert metrics["log_likelihood"] > metrics["elbo"] - 1.0
+    assert json.loads((trained / "metrics.json").read_text())["samples"] == 50
+
+
+def test_evaluate_text_and_limit(trained, capsys):
+    code, out, _ = run(["evaluate", trained, "--samples", "10", "--limit", "20", "--device", "cpu"], capsys)
+    assert code == 0
+    assert "test log-likelihood" in out and "n=20" in out and "active units" in out
+
+
+def test_sample_writes_a_png(trained, tmp_path, capsys):
+    target = tmp_path / "out" / "grid.png"
+    code, out, _ = run(["sample", trained, "--n", "16", "--out", target], capsys)
+    assert code == 0 and "wrote 16 samples" in out
+    with Image.open(target) as image:
+        image.verify()
+    with Image.open(target) as image:
+        assert image.format == "PNG" and image.mode == "L"
+        # 4 x 4 digits of 8 pixels enlarged 7 times, with 1-pixel gaps and borders
+        assert image.size == (4 * (8 * 7 + 1) + 1,) * 2
+        assert len(np.unique(np.asarray(image))) > 2  # not a blank image
+
+
+def test_sample_is_seeded(trained, tmp_path, capsys):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert run(["sample", trained, "--n", "9", "--seed", seed, "--scale", "1", "--out", tmp_path / f"{name}.png"],
+                   capsys)[0] == 0
+    a, b, c = ((tmp_path / f"{n}.png").read_bytes() for n in "abc")
+    assert a == b and a != c
+
+
+def test_info_describes_the_model(trained, capsys):
+    code, out, _ = run(["info", trained], capsys)
+    assert code == 0
+    assert "VAE with a vampprior prior on digits" in out
+    assert "2 epochs" in out and "K=5" in out and "{'z': 3}" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--prior", "nonsense", "--out", "x"], ["--prior", "invalid choice"]),
+    (["train", "--epochs", "-1", "--out", "x"], ["--epochs", "positive"]),
+    (["train", "--epochs", "many", "--out", "x"], ["--epochs"]),
+    (["train", "--warmup", "-2", "--out", "x"], ["--warmup"]),
+    (["train", "--dataset", "imagenet", "--out", "x"], ["--dataset"]),
+    (["train", "--epochs", "1"], ["--out"]),
+    (["evaluate", "x", "--samples", "0"], ["--samples"]),
+    (["sample", "x", "--n", "-4", "--out", "x.png"], ["--n"]),
+    (["frobnicate"], ["invalid choice"]),
+    ([], []),
+])
+def test_bad_arguments_exit_2_without_a_traceback(capsys, argv, words):
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, err, *words)
+
+
+@pytest.mark.parametrize("command", [["evaluate", "{missing}", "--samples", "5"], ["info", "{missing}"],
+                                     ["sample", "{missing}", "--out", "{tmp}/x.png"]])
+def test_missing_checkpoint_folder(tmp_path, capsys, command):
+    argv = [a.format(missing=tmp_path / "nowhere", tmp=tmp_path) for a in command]
+    code, _, err = run(argv, capsys)
+    assert err.count("\n") == 1  # exactly one line
+    assert_one_line_error(code, err, "nowhere")
+
+
+@pytest.fixture
+def corrupt(trained, tmp_path) -> Path:
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return broken
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--samples", "5"], ["sample", "--out", "x.png"]])
+def test_corrupt_checkpoint(corrupt, capsys, command):
+    code, _, err = run([command[0], corrupt, *command[1:]], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err, "model.safetensors")
+
+
+def test_corrupt_config(trained, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    (broken / "config.json").write_text("{")
+    code, _, err = run(["info", broken], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err, "config.json")
+
+
+def test_train_refuses_an_existing_checkpoint(trained, capsys):
+    before = (trained / "model.safetensors").read_bytes()
+    code, _, err = run(["train", "--epochs", "1", "--out", trained, *TINY], capsys)
+    assert_one_line_error(code, err, "already holds a checkpoint", "--resume")
+    assert (trained / "model.safetensors").read_bytes() == before
+
+
+def test_resume_with_other_settings_is_refused(trained, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    code, _, err = run(["train", "--epochs", "3", "--prior", "mog", "--resume", "--out", copy, *TINY], capsys)
+    assert_one_line_error(code, err, "different model")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device(tmp_path, capsys):
+    code, _, err = run(["train", "--epochs", "1", "--out", tmp_path / "x", *TINY, "--device", "cuda"], capsys)
+    assert_one_line_error(code, err, "CUDA is not available")
+
+
+def test_missing_dataset_files(tmp_path, capsys):
+    code, _, err = run(["train", "--dataset", "mnist", "--data-dir", tmp_path / "empty", "--epochs", "1",
+                        "--out", tmp_path / "x", *TINY], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err)
+
+
+def test_resume_keeps_the_warmup_the_run_started_with(tmp_path, capsys, monkeypatch):
+    """--epochs 20 means warm-up 4; resuming with --epochs 40 must not stretch it to 8."""
+    real_train = importlib.import_module("vae_core.train").train
+    polls = {"n": 0}
+
+    def train_two_epochs(*args, **kwargs):  # the user presses Ctrl-C after two epochs, twice
+        polls["n"] = 0
+
+        def should_stop():
+            polls["n"] += 1
+            return polls["n"] == 2
+
+        return real_train(*args, **kwargs, should_stop=should_stop)
+
+    monkeypatch.setattr(cli, "train", train_two_epochs)
+    out = tmp_path / "run"
+    assert run(["train", "--epochs", "20", "--out", out, *TINY], capsys)[0] == 0
+    assert run(["train", "--epochs", "40", "--resume", "--out", out, *TINY], capsys)[0] == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [r["beta"] for r in history] == [0.25, 0.5, 0.75, 1.0]
+    assert json.loads((out / "config.json").read_text())["train"]["warmup"] == 4
+
+
+# --------------------------------------------------------------------------------------------
+# python -m vae_core in a subprocess
+
+
+def module_run(*args) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                        "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "vae_core", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+
+
+def test_module_entry_point_exits_with_mains_code(corrupt):
+    broken = module_run("sample", corrupt, "--out", corrupt / "x.png")
+    assert broken.returncode == 2
+    assert "Traceback" not in broken.stderr
+    assert broken.stderr.count("\n") == 1 and broken.stderr.startswith("error:")
+    assert "model.safetensors" in broken.stderr
+
+
+@pytest.mark.slow
+def test_module_entry_point_runs_a_command(trained):
+    ok = module_run("info", trained)
+    assert ok.returncode == 0, ok.stderr
+    assert "VAE with a vampprior prior on digits" in ok.stdout
