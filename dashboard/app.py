@@ -20,6 +20,10 @@ PAGES = [
     st.Page("../pages/active_units.py", title="Active units", icon="📊"),
     st.Page("../pages/prior_vs_posterior.py", title="Prior vs posterior", icon="⛰️"),
     st.Page("../pages/samples.py", title="Samples", icon="🖼️"),
+    st.Page("../pages/compare.py", title="Compare priors", icon="⚖️"),
+    st.Page("../pages/probe.py", title="Probe an image", icon="🔍"),
+    st.Page("../pages/train.py", title="Train", icon="🏋️"),
+    st.Page("../pages/replay.py", title="Training replay", icon="⏯️"),
 ]
 
 page = st.navigation(PAGES)

@@ -1,4 +1,4 @@
-"""The sidebar (checkpoint and device pickers) and what pages read from it."""
+"""The sidebar (checkpoint and device pickers, lecture mode) and what pages read from it."""
 
 from __future__ import annotations
 
@@ -26,10 +26,62 @@ def entries() -> list[Entry]:
     return find_checkpoints(checkpoint_dirs(extra))
 
 
+LECTURE_KEY = "lecture_mode"
+# Streamlit sizes text, headings and widgets in rem, so a larger root font scales the whole page
+LECTURE_CSS = """<style>
+html { font-size: 21px !important; }
+[data-testid="stMain"] h1 { font-size: 3rem !important; }
+[data-testid="stMain"] h2 { font-size: 2.1rem !important; }
+[data-testid="stMain"] h3 { font-size: 1.6rem !important; }
+[data-testid="stCaptionContainer"] { font-size: 0.95rem !important; }
+[data-testid="stImage"] img { image-rendering: pixelated; }
+</style>"""
+SIDEBAR_KEYS = ("device", "user_dir")  # widgets hidden in lecture mode whose values must survive
+
+
+def lecture_mode() -> bool:
+    """Whether the sidebar's lecture-mode toggle is on (bigger text, figures and images; fewer controls)."""
+    return bool(st.session_state.get(LECTURE_KEY, False))
+
+
+def figure_style(fig, lecture: bool | None = None, scale: float = 1.6):
+    """Enlarge a Plotly figure's fonts (by `scale`) and height in lecture mode; returns the figure.
+
+    `lecture` defaults to the toggle's state; pass it explicitly to use this outside Streamlit.
+    """
+    if not (lecture_mode() if lecture is None else lecture):
+        return fig
+    base = round((fig.layout.font.size or 12) * scale)
+    fig.update_layout(font_size=base, title_font_size=round(base * 1.25), legend_font_size=round(base * 0.9),
+                      legend_title_font_size=round(base * 0.8), hoverlabel_font_size=round(base * 0.9),
+                      height=round((fig.layout.height or 450) * 1.3))
+    for update_axes in (fig.update_xaxes, fig.update_yaxes):  # Streamlit's Plotly theme sets these explicitly
+        update_axes(title_font_size=base, tickfont_size=round(base * 0.85))
+    fig.for_each_annotation(lambda a: a.update(font_size=round((a.font.size or 12) * scale)))  # subplot titles, labels
+    return fig
+
+
+def plotly_chart(fig, **kwargs):
+    """st.plotly_chart at full width with `figure_style` applied (use instead of st.plotly_chart)."""
+    return st.plotly_chart(figure_style(fig), width=kwargs.pop("width", "stretch"), **kwargs)
+
+
+def image_scale(scale: int) -> int:
+    """A nearest-neighbour upscaling factor, doubled in lecture mode."""
+    return scale * 2 if lecture_mode() else scale
+
+
 def render_sidebar() -> None:
     found = [e for e in entries() if e.info is not None]
+    for key in SIDEBAR_KEYS:  # a widget not drawn in a run loses its value: make it plain state
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     with st.sidebar:
         st.markdown("### 🧛 vampviz")
+        st.toggle("🎓 Lecture mode", key=LECTURE_KEY,
+                  help="Bigger text, figures and images for a projector; hides controls that are not needed to show.")
+        if lecture_mode():
+            st.html(LECTURE_CSS)
         if not found:
             st.warning("No checkpoints found. Train one with `python -m vae_core train ... --out DIR`.")
         else:
@@ -39,10 +91,11 @@ def render_sidebar() -> None:
                 st.session_state["checkpoint"] = paths[default]
             st.selectbox("Checkpoint", paths, key="checkpoint",
                          format_func=lambda p: next(e.label for e in found if str(e.path) == p))
-        st.selectbox("Device", available_devices(), key="device",
-                     help="auto picks CUDA, then MPS, then the CPU")
-        st.text_input("Extra checkpoint folder", key="user_dir", placeholder="/path/to/runs",
-                      help="Also set by `-- --checkpoints DIR` or $VAMPVIZ_CHECKPOINTS")
+        if not lecture_mode():
+            st.selectbox("Device", available_devices(), key="device",
+                         help="auto picks CUDA, then MPS, then the CPU")
+            st.text_input("Extra checkpoint folder", key="user_dir", placeholder="/path/to/runs",
+                          help="Also set by `-- --checkpoints DIR` or $VAMPVIZ_CHECKPOINTS")
 
 
 def current_entry() -> Entry | None:

@@ -21,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-PAGES = ["", "pseudo_inputs", "latent_space", "active_units", "prior_vs_posterior", "samples"]
+PAGES = ["", "pseudo_inputs", "latent_space", "active_units", "prior_vs_posterior", "samples", "compare", "probe",
+         "train", "replay"]
 IDLE = ('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
         '[data-test-script-state="notRunning"]')
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
