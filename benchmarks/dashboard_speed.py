@@ -1,0 +1,232 @@
+"""How fast the dashboard starts, renders, switches pages and serves UMAP maps.
+
+    python benchmarks/dashboard_speed.py [--checkpoint checkpoints/digits-vae-vampprior] [--no-umap]
+
+Measures, each in a fresh process so no cache is warm by accident:
+  1. `streamlit run dashboard/app.py` start to /_stcore/health answering "ok";
+  2. the first page fully rendered with cold caches: in Chromium (Playwright) when
+     /usr/bin/chromium is there, and always with AppTest (script run to completion);
+  3. switching pages with the model loaded (AppTest `switch_page` after a warm run), first visit
+     and revisit of each page;
+  4. a UMAP projection of the test set: cold (empty projection and numba caches), cold with
+     numba's cache warm, and served from the on-disk projection cache.
+Prints a table and rewrites the "Dashboard speed" section of benchmarks/RESULTS.md (between the
+<!-- dashboard:start --> and <!-- dashboard:end --> markers; the rest of the file is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+START, END = "<!-- dashboard:start -->", "<!-- dashboard:end -->"
+IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
+CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+# Run in a child process: AppTest timings of the first page, then of page switches.
+APPTEST_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=300)
+at.session_state["checkpoint"] = sys.argv[2]
+at.run()
+first = time.perf_counter() - t0
+assert not at.exception, [e.value for e in at.exception]
+switches = {}
+for visit in ("first visit", "revisit"):
+    for page in sys.argv[3:]:
+        at.switch_page(f"../pages/{page}.py")
+        t = time.perf_counter()
+        at.run()
+        switches.setdefault(page, {})[visit] = time.perf_counter() - t
+        assert not at.exception, (page, [e.value for e in at.exception])
+print(json.dumps({"first": first, "switches": switches}))
+"""
+
+# Run in a child process: one UMAP projection of the checkpoint's test means, timed.
+UMAP_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+from dashboard import latent
+from vae_core import checkpoint
+from vae_core.data import load_dataset
+from vae_core.evaluate import posterior_means
+model = checkpoint.load(sys.argv[2])
+config, _ = checkpoint.read_config(sys.argv[2])
+layer = latent.prior_layer(model)
+means = posterior_means(model, load_dataset(config.dataset).x_test)[layer]
+t = time.perf_counter()
+coords, from_disk = latent.latent_projection(model, means, layer, "UMAP", latent.weights_digest(sys.argv[2]))
+print(json.dumps({"projection": time.perf_counter() - t, "process": time.perf_counter() - t0,
+                  "from_disk": from_disk, "points": len(coords["points"])}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child(code: str, args: list[str], env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def server_timings(env: dict, checkpoint: str) -> dict:
+    """Start a server; time its health check and (with Chromium) the first page in a browser."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result: dict = {}
+    try:
+        while time.perf_counter() - start < 120:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    result["health"] = time.perf_counter() - start
+                    break
+            except OSError:
+                time.sleep(0.05)
+        if "health" in result and Path(CHROMIUM).exists():
+            try:
+                from playwright.sync_api import sync_playwright
+            except ImportError:
+                return result
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                t = time.perf_counter()
+                page.goto(url)
+                page.wait_for_selector("h1", timeout=300_000)  # the page's title: the script is running
+                page.wait_for_selector(IDLE, timeout=300_000)  # and has finished
+                result["browser_first_page"] = time.perf_counter() - t
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return result
+
+
+def umap_timings(env: dict, checkpoint: str) -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        env = env | {"VAMPVIZ_CACHE_DIR": cache, "NUMBA_CACHE_DIR": str(Path(cache) / "numba")}
+        cold = child(UMAP_CHILD, [str(ROOT), checkpoint], env)  # nothing cached: numba compiles too
+        shutil.rmtree(Path(cache) / "projections")
+        warm_numba = child(UMAP_CHILD, [str(ROOT), checkpoint], env)  # numba cached, projection not
+        cached = child(UMAP_CHILD, [str(ROOT), checkpoint], env)  # projection on disk
+    assert not cold["from_disk"] and not warm_numba["from_disk"] and cached["from_disk"]
+    return {"cold": cold, "warm_numba": warm_numba, "cached": cached}
+
+
+def pages() -> list[str]:
+    """The pages app.py registers, in its order (the first is the default page)."""
+    return re.findall(r'st\.Page\("\.\./pages/(\w+)\.py"', (ROOT / "dashboard" / "app.py").read_text())
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    return (f"{cpu}, {os.cpu_count()} CPU cores, no GPU used, "
+            f"Python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.release()}")
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(a) for a, _ in rows)
+    lines = [("measurement", "seconds"), ("-" * width, "---"), *rows]
+    return "\n".join(f"| {a.ljust(width)} | {b} |" for a, b in lines)
+
+
+def write_section(text: str) -> None:
+    section = f"{START}\n{text}\n{END}"
+    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if START in old and END in old:
+        new = old[: old.index(START)] + section + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(new)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "digits-vae-vampprior"))
+    parser.add_argument("--no-umap", action="store_true", help="skip the (slow) UMAP measurements")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args()
+    checkpoint = str(Path(args.checkpoint).resolve())
+    with tempfile.TemporaryDirectory() as cache:
+        env = os.environ | {"VAMPVIZ_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
+        print("server start and first page…", flush=True)
+        server = server_timings(env, checkpoint)
+        print("AppTest first page and page switches…", flush=True)
+        order = pages()
+        apptest = child(APPTEST_CHILD, [str(ROOT / "dashboard" / "app.py"), checkpoint, *order[1:], order[0]], env)
+        umap = None
+        if not args.no_umap:
+            print("UMAP cold, with numba cached, and from the disk cache…", flush=True)
+            umap = umap_timings(env, checkpoint)
+
+    rows = [("server start → /_stcore/health ok", f"{server.get('health', float('nan')):.2f}")]
+    if "browser_first_page" in server:
+        rows.append(("first page rendered in Chromium (cold caches)", f"{server['browser_first_page']:.2f}"))
+    rows.append(("first page, AppTest in a fresh process (imports + cold caches)", f"{apptest['first']:.2f}"))
+    for page, times in apptest["switches"].items():
+        rows.append((f"switch to {page}: first visit / revisit",
+                     f"{times['first visit']:.2f} / {times['revisit']:.2f}"))
+    if umap:
+        rows += [
+            ("UMAP projection, nothing cached (numba compiles)", f"{umap['cold']['projection']:.2f}"),
+            ("UMAP projection, numba cached, projection not", f"{umap['warm_numba']['projection']:.2f}"),
+            ("UMAP projection served from the disk cache", f"{umap['cached']['projection']:.3f}"),
+        ]
+    text = table(rows)
+    print("\n" + text)
+    if umap:
+        ratio = umap["warm_numba"]["projection"] / max(umap["cached"]["projection"], 1e-9)
+        print(f"\ndisk cache vs fitting UMAP (numba cached): {ratio:,.0f}x faster")
+    if args.no_write:
+        return
+    notes = (f"## Dashboard speed\n\n`python benchmarks/dashboard_speed.py` on {date.today().isoformat()}, checkpoint "
+             f"`{Path(checkpoint).name}`. Machine: {machine()}. Every number is one run, each from a fresh process; "
+             "the machine was shared with other jobs, so treat them as rough. The health check answers before any "
+             "page script runs (Streamlit runs the script when a browser session connects), so the first page's "
+             "time is the one a user waits for.\n\n" + text)
+    if umap:
+        notes += (f"\n\nThe on-disk projection cache (`~/.cache/vampviz/projections`, keyed by the weights' sha256) "
+                  f"serves a UMAP map {ratio:,.0f}x faster than fitting it again in a fresh process "
+                  f"({umap['warm_numba']['projection']:.1f} s → {umap['cached']['projection'] * 1000:.0f} ms; "
+                  f"{umap['cached']['points']} test points, with the pseudo-inputs and 500 prior samples "
+                  "transformed at fit time).")
+    write_section(notes)
+    print(f"\nwrote the dashboard section of {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
