@@ -9,35 +9,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
-from streamlit.testing.v1 import AppTest
+from tests.page_helpers import SHIPPED, figures, image_count, open_page
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "checkpoints"
 FOUR = ["digits-vae-standard", "digits-vae-mog", "digits-vae-vampprior", "digits-vae-vampprior-data"]
 
 if not all((SHIPPED / name / "model.safetensors").exists() for name in FOUR):
     pytest.skip("the shipped digits VAE checkpoints are missing: run `bash checkpoints/make_checkpoints.sh`",
                 allow_module_level=True)
-
-
-def open_page(page: str, checkpoint: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
-    if checkpoint:
-        at.session_state["checkpoint"] = str(SHIPPED / checkpoint)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(f"../pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figures(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def image_count(at: AppTest) -> int:
-    return sum(len(image.proto.imgs) for image in at.image)
 
 
 def png(size=(100, 60), ring: bool = True) -> bytes:

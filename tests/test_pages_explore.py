@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from tests.page_helpers import SHIPPED, figures, image_count, open_page
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "checkpoints"
+
 VAMP, STANDARD, MOG, HVAE = "digits-vae-vampprior", "digits-vae-standard", "digits-vae-mog", "digits-hvae-vampprior"
 
 if not any((p / "config.json").exists() for p in SHIPPED.glob("*")):
@@ -17,40 +14,17 @@ if not any((p / "config.json").exists() for p in SHIPPED.glob("*")):
                 allow_module_level=True)
 
 
-def run_page(checkpoint: str | None, page: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
-    if checkpoint:
-        assert (SHIPPED / checkpoint / "config.json").exists(), f"shipped checkpoint {checkpoint} is missing"
-        at.session_state["checkpoint"] = str(SHIPPED / checkpoint)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    if page:
-        at.switch_page(f"../pages/{page}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def image_count(at: AppTest) -> int:
-    return sum(len(image.proto.imgs) for image in at.image)
-
-
 # -------------------------------------------------------------------------------- Models
 
 def test_first_page_is_models_with_table_tiles_and_curves():
-    at = run_page(None)  # the sidebar picks the default checkpoint
+    at = open_page()  # the sidebar picks the default checkpoint
     assert at.title[0].value.endswith("Models")
     (table,) = at.dataframe
     names = table.value["checkpoint"].tolist()
     assert VAMP in names and STANDARD in names
     assert {"dataset", "model", "prior", "K", "latent", "epochs", "test LL", "ELBO", "active units"} <= set(table.value)
     assert any(m.label == "test log-likelihood" for m in at.metric)
-    specs = charts(at)
+    specs = figures(at)
     assert len(specs) == 3
     for spec, y_title in zip(specs, ["loss", "E_q log p(x|z)", "log q(z|x)"]):
         assert [t["type"] for t in spec["data"]] == ["scatter"] * 3
@@ -62,8 +36,8 @@ def test_first_page_is_models_with_table_tiles_and_curves():
 
 @pytest.mark.parametrize("checkpoint", [STANDARD, HVAE])
 def test_models_page_per_checkpoint(checkpoint):
-    at = run_page(checkpoint)
-    assert len(charts(at)) == 3
+    at = open_page(checkpoint=checkpoint)
+    assert len(figures(at)) == 3
     assert checkpoint.split("-")[-1] in at.header[0].value
 
 
@@ -71,7 +45,7 @@ def test_models_page_lists_a_broken_checkpoint(tmp_path):
     broken = tmp_path / "half-written"
     broken.mkdir()
     (broken / "config.json").write_text("{ not json")
-    at = run_page(VAMP, user_dir=str(tmp_path))
+    at = open_page(checkpoint=VAMP, user_dir=str(tmp_path))
     assert any("half-written" in e.value and "corrupt" in e.value for e in at.error)
     assert "half-written" not in at.dataframe[0].value["checkpoint"].tolist()
 
@@ -80,8 +54,8 @@ def test_models_page_lists_a_broken_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("checkpoint", [VAMP, HVAE])
 def test_pseudo_inputs_page_vampprior(checkpoint):
-    at = run_page(checkpoint, "pseudo_inputs")
-    (spec,) = charts(at)
+    at = open_page("pseudo_inputs", checkpoint)
+    (spec,) = figures(at)
     (bar,) = spec["data"]
     assert bar["type"] == "bar" and len(bar["y"]) == 100
     assert bar["y"] == sorted(bar["y"], reverse=True)
@@ -95,31 +69,31 @@ def test_pseudo_inputs_page_vampprior(checkpoint):
 
 
 def test_pseudo_inputs_page_pick_a_component():
-    at = run_page(VAMP, "pseudo_inputs")
+    at = open_page("pseudo_inputs", VAMP)
     at.select_slider[0].set_value(5).run()
     assert not at.exception
     assert "rank 5 of 100" in "".join(m.value for m in at.markdown)
 
 
 def test_pseudo_inputs_page_mog_shows_decoded_means():
-    at = run_page(MOG, "pseudo_inputs")
+    at = open_page("pseudo_inputs", MOG)
     assert any("mixture of K Gaussians" in i.value for i in at.info)
-    assert len(charts(at)) == 1
+    assert len(figures(at)) == 1
     assert image_count(at) == 5  # means grid, neighbours; large: mean, neighbours; samples (no reconstructions)
     assert len(at.download_button) == 3
 
 
 def test_pseudo_inputs_page_standard_prior_explains():
-    at = run_page(STANDARD, "pseudo_inputs")
+    at = open_page("pseudo_inputs", STANDARD)
     assert any("no pseudo-inputs" in i.value and "VampPrior" in i.value for i in at.info)
-    assert image_count(at) == 0 and not charts(at)
+    assert image_count(at) == 0 and not figures(at)
 
 
 # -------------------------------------------------------------------------------- Samples
 
 @pytest.mark.parametrize("checkpoint, images", [(VAMP, 5), (HVAE, 5), (STANDARD, 3)])
 def test_samples_page(checkpoint, images):
-    at = run_page(checkpoint, "samples")
+    at = open_page("samples", checkpoint)
     # prior samples, [pseudo-input + component samples], reconstructions, interpolation
     assert image_count(at) == images
     assert len(at.download_button) == images - (checkpoint != STANDARD)  # the lone pseudo-input has none
@@ -127,7 +101,7 @@ def test_samples_page(checkpoint, images):
 
 
 def test_samples_page_resample_and_interpolate():
-    at = run_page(VAMP, "samples")
+    at = open_page("samples", VAMP)
     assert at.session_state["samples_seed"] == 0
     at.button[0].click().run()
     assert not at.exception and at.session_state["samples_seed"] == 1

@@ -7,18 +7,14 @@ defaults to PCA (or the raw 2-D latent), so none of these tests may import umap.
 from __future__ import annotations
 
 import base64
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dashboard import latent
+from tests.page_helpers import SHIPPED, figures, open_page
 
-ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = ROOT / "checkpoints"
 VAMPPRIOR, HVAE, TWO_D = "digits-vae-vampprior", "digits-hvae-vampprior", "digits-vae2d-vampprior"
 N_TEST = 250  # the digits test split
 
@@ -26,27 +22,6 @@ N_TEST = 250  # the digits test split
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv(latent.CACHE_DIR_ENV, str(tmp_path / "cache"))
-
-
-def shipped(name: str) -> Path:
-    if not any((p / "config.json").exists() for p in CHECKPOINTS.glob("*/")):
-        pytest.skip("checkpoints/ is empty: run `bash checkpoints/make_checkpoints.sh` first")
-    path = CHECKPOINTS / name
-    assert (path / "model.safetensors").exists(), f"shipped checkpoint {name} is missing"
-    return path
-
-
-def open_page(checkpoint: str, page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
-    at.session_state["checkpoint"] = str(shipped(checkpoint))
-    at.switch_page(f"../pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figures(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def values(data) -> np.ndarray:
@@ -74,7 +49,7 @@ def no_umap():
 
 
 def test_latent_space_vampprior(no_umap):
-    at = open_page(VAMPPRIOR, "latent_space")
+    at = open_page("latent_space", VAMPPRIOR)
     assert next(r for r in at.radio if r.label == "Projection").value == "PCA"
     (fig,) = figures(at)
     labels = traces(fig, "label ")
@@ -93,7 +68,7 @@ def test_latent_space_vampprior(no_umap):
 
 
 def test_latent_space_hvae_layers(no_umap):
-    at = open_page(HVAE, "latent_space")
+    at = open_page("latent_space", HVAE)
     layer = next(r for r in at.radio if r.label == "Latent layer")
     assert layer.value == "z2"
     assert traces(figures(at)[0], "pseudo-inputs")
@@ -104,7 +79,7 @@ def test_latent_space_hvae_layers(no_umap):
 
 
 def test_latent_space_two_dimensional_shows_the_raw_latent(no_umap):
-    at = open_page(TWO_D, "latent_space")
+    at = open_page("latent_space", TWO_D)
     assert next(r for r in at.radio if r.label == "Projection").value == "raw"
     (fig,) = figures(at)
     assert fig["layout"]["xaxis"]["title"]["text"] == "z₁"
@@ -115,7 +90,7 @@ def test_latent_space_two_dimensional_shows_the_raw_latent(no_umap):
 
 
 def test_active_units_vampprior():
-    at = open_page(VAMPPRIOR, "active_units")
+    at = open_page("active_units", VAMPPRIOR)
     charts = figures(at)
     bar = charts[0]["data"][0]
     assert bar["type"] == "bar" and len(bar["x"]) == 20
@@ -131,7 +106,7 @@ def test_active_units_vampprior():
 
 
 def test_active_units_hvae_has_a_chart_per_layer():
-    at = open_page(HVAE, "active_units")
+    at = open_page("active_units", HVAE)
     bars = [f["data"][0] for f in figures(at) if f["data"][0]["type"] == "bar"]
     assert [len(b["x"]) for b in bars] == [20, 20]
     assert [m.label for m in at.metric] == ["Active units in z1", "Active units in z2"]
@@ -141,7 +116,7 @@ def test_active_units_hvae_has_a_chart_per_layer():
 
 
 def test_prior_vs_posterior_two_dimensional_contour():
-    at = open_page(TWO_D, "prior_vs_posterior")
+    at = open_page("prior_vs_posterior", TWO_D)
     contour_figure = figures(at)[0]
     (contour,) = [t for t in contour_figure["data"] if t["type"] == "contour"]
     assert values(contour["z"]).shape == (150, 150)
@@ -152,7 +127,7 @@ def test_prior_vs_posterior_two_dimensional_contour():
 
 
 def test_prior_vs_posterior_hvae_is_about_z2():
-    at = open_page(HVAE, "prior_vs_posterior")
+    at = open_page("prior_vs_posterior", HVAE)
     charts = figures(at)
     assert not any(t["type"] == "contour" for f in charts for t in f["data"])
     assert len(charts[0]["data"]) == 16 and all(t["type"] == "histogram" for t in charts[0]["data"])
@@ -166,11 +141,11 @@ def test_prior_vs_posterior_hvae_is_about_z2():
 @pytest.mark.parametrize("page", ["latent_space", "active_units", "prior_vs_posterior"])
 def test_every_shipped_checkpoint_renders(page, no_umap):
     """Standard and mixture priors too: a missing piece is explained, never an exception."""
-    names = sorted(p.name for p in CHECKPOINTS.glob("*/") if (p / "model.safetensors").exists())
+    names = sorted(p.name for p in SHIPPED.glob("*/") if (p / "model.safetensors").exists())
     if not names:
         pytest.skip("checkpoints/ is empty: run `bash checkpoints/make_checkpoints.sh` first")
     for name in names:
-        at = open_page(name, page)
+        at = open_page(page, name)
         assert at.get("plotly_chart"), f"{name}: {page} drew no chart"
         if page == "latent_space" and "standard" in name:
             (fig,) = figures(at)
@@ -178,7 +153,7 @@ def test_every_shipped_checkpoint_renders(page, no_umap):
 
 
 def test_lecture_mode_enlarges_figures_and_hides_the_sample_slider():
-    at = open_page(VAMPPRIOR, "prior_vs_posterior")
+    at = open_page("prior_vs_posterior", VAMPPRIOR)
     assert at.slider
     at.toggle(key="lecture_mode").set_value(True).run()
     assert not at.exception and not at.slider
