@@ -32,10 +32,15 @@ class Entry:
         return f"{c.dataset} · {c.model.upper()} · {c.prior}{k} · z={latent}"
 
 
+def runs_dir() -> Path:
+    """Where the Train page writes new runs: $VAMPVIZ_CHECKPOINTS if set, else ~/.cache/vampviz/runs."""
+    return Path(os.environ.get(USER_DIR_ENV) or Path.home() / ".cache" / "vampviz" / "runs").expanduser()
+
+
 def checkpoint_dirs(extra: str | Path | None = None) -> list[Path]:
-    """The folders searched: shipped checkpoints, then `extra`, then $VAMPVIZ_CHECKPOINTS."""
+    """The folders searched: shipped checkpoints, then `extra`, then the runs folder (`runs_dir`)."""
     dirs = [SHIPPED_DIR]
-    for candidate in (extra, os.environ.get(USER_DIR_ENV)):
+    for candidate in (extra, runs_dir()):
         if candidate and Path(candidate).expanduser().resolve() not in [d.resolve() for d in dirs]:
             dirs.append(Path(candidate).expanduser())
     return dirs

@@ -15,6 +15,7 @@ import torch
 from vae_core import checkpoint as ckpt
 from vae_core.data import DatasetSplits, load_dataset
 from vae_core.evaluate import posterior_means
+from vae_core.snapshots import Snapshot, load_snapshot
 from vae_core.train import resolve_device
 
 
@@ -57,3 +58,13 @@ def test_posterior_means(path: str | Path, device: str = "cpu") -> dict[str, np.
     """E_q[z|x] of every test image for each latent layer: {layer: (N, D)}."""
     config, _ = ckpt.read_config(path)
     return _test_posterior_means(str(path), device, weights_mtime(path), config.dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _load_snapshot(path: str, mtime: float) -> Snapshot:  # mtime: cache key only
+    return load_snapshot(path)
+
+
+def snapshot(path: str | Path) -> Snapshot:
+    """One training snapshot (vae_core.snapshots), re-read when the file changes."""
+    return _load_snapshot(str(path), Path(path).stat().st_mtime)

@@ -5,6 +5,11 @@ gradients, each parameter's gradient divided by its L2 norm), batches of 100, KL
 beta = min(1, epoch / warmup), and early stopping on the validation loss (-ELBO at beta = 1) once
 warm-up is over. The best model is saved after each improving epoch; the latest state after every
 epoch, so `resume=True` continues exactly where training stopped.
+
+Multi-process training: `torchrun --nproc_per_node N -m vae_core train ...` runs `train` in N
+processes that train one model with DistributedDataParallel (NCCL on CUDA, gloo on CPU).
+`batch_size` is the global batch, split evenly across the processes, so the result matches
+one-process training with the same batch size; see `vae_core.distributed`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import distributed, snapshots
 from .data import DatasetSplits, get_spec, load_dataset
 from .errors import CheckpointError, TrainingDivergedError
 from .evaluate import elbo_terms
@@ -36,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     data_dir: str | None = None
+    snapshot_every: int = 0  # write snapshots/epoch-N (vae_core.snapshots) every N epochs; 0: never
 
     def validate(self) -> TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
@@ -43,6 +50,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be >= 0, got {self.snapshot_every}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         return self
@@ -136,6 +145,14 @@ def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[
     return state, ckpt.read_json(out / ckpt.HISTORY_FILE)
 
 
+def _epoch_order(n: int, epoch: int, seed: int, device: torch.device, world: distributed.World) -> torch.Tensor:
+    """The epoch's shuffled example order: one process draws it from the global RNG (saved with the
+    checkpoint, so a resumed run continues exactly); several draw the same seeded permutation."""
+    if not world.distributed:
+        return torch.randperm(n, device=device)
+    return distributed.epoch_permutation(n, seed, epoch).to(device)
+
+
 def train(
     model_config: ModelConfig,
     train_config: TrainConfig,
@@ -149,97 +166,139 @@ def train(
 
     `data` defaults to the registry's dataset named in `model_config.dataset`. `should_stop` is
     polled after each epoch (the dashboard's stop button); stopping keeps every checkpoint.
+
+    Under torchrun (WORLD_SIZE > 1 in the environment) every process calls this and they train
+    one model with DistributedDataParallel; see `vae_core.distributed` for how the global batch
+    `batch_size` is split. Only rank 0 validates, writes `out`, and calls `progress` and
+    `should_stop`; every rank returns the same `TrainResult`.
     """
     model_config.validate()
     train_config.validate()
     out = Path(out)
     spec = get_spec(model_config.dataset)
     data = data if data is not None else load_dataset(model_config.dataset, train_config.data_dir)
-    device = resolve_device(train_config.device)
+    world, device = distributed.init_from_env(resolve_device(train_config.device))
+    try:
+        return _train(model_config, train_config, out, resume, data, spec, world, device, progress, should_stop)
+    finally:
+        world.close()
 
-    torch.manual_seed(train_config.seed)
-    model = build_model(model_config, train_images=data.x_train).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
-    state, history = _State(), []
 
+def _check_out(out: Path, model_config: ModelConfig, resume: bool) -> bool:
+    """Whether to resume from `out`; raises CheckpointError if `out` cannot be used."""
     if resume and (out / ckpt.LAST_FILE).is_file():
         saved_config, _ = ckpt.read_config(out)
         if saved_config.to_dict() != model_config.to_dict():
             raise CheckpointError(f"{out} holds a different model ({saved_config.model}/{saved_config.prior}); "
                                   "use another --out or the same settings to resume")
-        state, history = _restore_last(out, model, optimizer)
-    elif (out / ckpt.CONFIG_FILE).is_file() and not resume:
+        return True
+    if (out / ckpt.CONFIG_FILE).is_file() and not resume:
         raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or pick another --out")
-    ckpt.write_config(out, model_config, asdict(train_config))
+    return False
+
+
+def _train(model_config, train_config, out, resume, data, spec, world, device, progress, should_stop) -> TrainResult:
+    torch.manual_seed(train_config.seed)  # the same initial model on every rank
+    model = build_model(model_config, train_images=data.x_train).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr)
+    state, history = _State(), []
+
+    if world.on_main(_check_out, out, model_config, resume):
+        state, history = _restore_last(out, model, optimizer)  # every rank reads; only rank 0 writes
+    world.on_main(ckpt.write_config, out, model_config, asdict(train_config))
 
     x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=device)
     n = len(x_train)
     steps = math.ceil(n / train_config.batch_size)
     stopped_early = interrupted = False
+    trained = model
+    if world.distributed:
+        unused = distributed.unused_parameters(model, x_train[:2], beta=1.0)
+        trained = distributed.wrap(model, device, find_unused_parameters=bool(unused))
+        progress = progress if world.is_main else None
+        should_stop = should_stop if world.is_main else None
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
         beta = kl_weight(epoch, train_config.warmup)
         model.train()
         started = time.perf_counter()
         sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
-        order = torch.randperm(n, device=device)
+        if world.distributed:
+            torch.manual_seed(distributed.rank_seed(train_config.seed, epoch, world.rank))
+        order = _epoch_order(n, epoch, train_config.seed, device, world)
         for step, batch in enumerate(order.split(train_config.batch_size), start=1):
-            x = x_train[batch]
+            local = world.shard(batch)  # the whole batch on one process
+            x = x_train[local]
             if spec.dynamic_binarization:
                 x = torch.bernoulli(x)
-            out_step = model(x, beta=beta)
-            if not torch.isfinite(out_step.loss):
+            out_step = trained(x, beta=beta)
+            step_sums = world.all_reduce_sum([
+                out_step.loss.item() * len(local) if len(local) else 0.0,
+                out_step.reconstruction.sum().item(),
+                out_step.kl.sum().item(),
+            ], device)
+            step_loss = step_sums[0] / len(batch)  # the mean over the (global) batch
+            if not math.isfinite(step_loss):
                 raise TrainingDivergedError(
-                    f"training diverged: the loss is {out_step.loss.item()} at epoch {epoch}, step {step}; "
+                    f"training diverged: the loss is {step_loss} at epoch {epoch}, step {step}; "
                     f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; "
                     "try a lower --lr or --normalize-gradients"
                 )
+            loss = distributed.shard_loss(out_step.loss, lambda: -(out_step.reconstruction - beta * out_step.kl),
+                                          len(local), len(batch), world.size)
             optimizer.zero_grad(set_to_none=True)
-            out_step.loss.backward()
+            loss.backward()
             if train_config.normalize_gradients:
                 normalize_gradients_(model.parameters())
             optimizer.step()
-            sums["loss"] += out_step.loss.item() * len(batch)
-            sums["reconstruction"] += out_step.reconstruction.sum().item()
-            sums["kl"] += out_step.kl.sum().item()
+            for name, value in zip(sums, step_sums):
+                sums[name] += value
             if progress and step < steps:
-                progress(Progress(epoch, train_config.epochs, step, steps, out_step.loss.item(), beta))
+                progress(Progress(epoch, train_config.epochs, step, steps, step_loss, beta))
 
-        model.eval()
-        val = elbo_terms(model, data.x_val)
-        if not math.isfinite(val["loss"]):
-            raise TrainingDivergedError(
-                f"training diverged: the validation loss is {val['loss']} at epoch {epoch}; "
-                f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; try a lower --lr"
-            )
-        record = {
-            "epoch": epoch,
-            "beta": beta,
-            "train_loss": sums["loss"] / n,
-            "train_reconstruction": sums["reconstruction"] / n,
-            "train_kl": sums["kl"] / n,
-            "val_loss": val["loss"],
-            "val_reconstruction": val["reconstruction"],
-            "val_kl": val["kl"],
-            "seconds": time.perf_counter() - started,
-        }
-        history.append(record)
-        state.epoch = epoch
-        if val["loss"] < state.best_val_loss:
-            state.best_val_loss, state.best_epoch = val["loss"], epoch
-            state.epochs_without_improvement = 0
-            ckpt.save_weights(out, model)
-        elif epoch > train_config.warmup:
-            state.epochs_without_improvement += 1
-        _save_last(out, model, optimizer, state, history)
-        if progress:
-            progress(Progress(epoch, train_config.epochs, steps, steps, record["train_loss"], beta, record))
-        if state.epochs_without_improvement >= train_config.patience:
-            stopped_early = True
-            break
-        if should_stop and should_stop():
-            interrupted = True
+        def end_epoch() -> tuple[dict, _State, bool, bool]:
+            """Validate, record, checkpoint; whether to stop early or because asked (rank 0 only)."""
+            model.eval()
+            val = elbo_terms(model, data.x_val)
+            if not math.isfinite(val["loss"]):
+                raise TrainingDivergedError(
+                    f"training diverged: the validation loss is {val['loss']} at epoch {epoch}; "
+                    f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; try a lower --lr"
+                )
+            record = {
+                "epoch": epoch,
+                "beta": beta,
+                "train_loss": sums["loss"] / n,
+                "train_reconstruction": sums["reconstruction"] / n,
+                "train_kl": sums["kl"] / n,
+                "val_loss": val["loss"],
+                "val_reconstruction": val["reconstruction"],
+                "val_kl": val["kl"],
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(record)
+            state.epoch = epoch
+            if val["loss"] < state.best_val_loss:
+                state.best_val_loss, state.best_epoch = val["loss"], epoch
+                state.epochs_without_improvement = 0
+                ckpt.save_weights(out, model)
+            elif epoch > train_config.warmup:
+                state.epochs_without_improvement += 1
+            _save_last(out, model, optimizer, state, history)
+            if progress:
+                progress(Progress(epoch, train_config.epochs, steps, steps, record["train_loss"], beta, record))
+            early = state.epochs_without_improvement >= train_config.patience
+            asked = not early and should_stop is not None and should_stop()
+            if snapshots.is_due(epoch, train_config.snapshot_every, early or asked or epoch == train_config.epochs):
+                snapshots.save_snapshot(out, epoch, model)  # for the dashboard's training replay
+            return record, state, early, asked
+
+        # rank 0 decides; the others receive its record, counters and decisions, so all stop together
+        record, main_state, stopped_early, interrupted = world.on_main(end_epoch)
+        if not world.is_main:
+            history.append(record)
+            state = main_state
+        if stopped_early or interrupted:
             break
 
     return TrainResult(out, history, state.best_epoch, state.best_val_loss, stopped_early, interrupted)
-

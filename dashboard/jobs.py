@@ -1,0 +1,423 @@
+"""Background training jobs: one thread per job, one registry per server process. No Streamlit.
+
+A job runs `vae_core.train.train` into one checkpoint folder in a daemon thread, so the page that
+started it keeps answering. Every session of the server (every browser tab) reads the same
+process-wide `REGISTRY`, keyed by the folder's absolute path, so a second tab sees a running job.
+
+Two guards keep two jobs out of one folder (different folders are independent: train() writes only
+inside its own):
+- in this process, `start` refuses a folder whose job is still running: `JobAlreadyRunning`
+  carries that job's status, so the page shows it instead of starting a duplicate;
+- across processes (two servers), the folder's lock file `.train.lock` is created with
+  O_CREAT | O_EXCL and holds the owner's pid and host; a lock whose process is dead is stale and
+  is taken over (two processes taking over the same stale lock at the same instant is not guarded).
+
+Threads, not processes: a process would start by importing torch, seconds on a busy machine, and the
+models trained here are small. The cost: jobs share torch's global RNG with each other and with the
+pages, so a run trained here is valid but not bit-for-bit reproducible (train with the CLI for that).
+At interpreter exit, running jobs are asked to stop and given a few seconds; a job cut short keeps
+a consistent checkpoint anyway, since every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from vae_core import checkpoint as ckpt
+from vae_core.data import DatasetSplits, get_spec
+from vae_core.errors import CheckpointError, VampvizError
+from vae_core.models import ModelConfig
+from vae_core.train import Progress, TrainConfig, train
+
+LOCK_FILE = ".train.lock"
+ACTIVE_STATES = ("running", "stopping")
+_log = logging.getLogger(__name__)
+
+
+class JobError(VampvizError):
+    """A job cannot start (the message is one line for the page)."""
+
+
+class JobAlreadyRunning(JobError):
+    def __init__(self, status: JobStatus):
+        super().__init__(f"a job is already training into {status.out}; showing its progress")
+        self.status = status
+
+
+class FolderLocked(JobError):
+    """Another process holds the folder's lock file."""
+
+
+# --------------------------------------------------------------------------------------------
+# What a page sees
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    out: Path
+    state: str  # running | stopping | finished | stopped | failed
+    model_config: ModelConfig
+    train_config: TrainConfig
+    history: list[dict]  # every epoch so far, including those before a resume
+    epoch: int  # epochs completed
+    step: int  # steps done in the current epoch
+    steps: int  # steps per epoch (0 until the first step)
+    started: float  # time.time() when this job started
+    elapsed: float  # seconds since then (until the end, once finished)
+    first_epoch: int  # epochs already done when it started (a resumed job starts past 0)
+    eta: float | None = None  # seconds left at the pace since the first step (None: unknown or ended)
+    error: str | None = None
+    stopped_early: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def resumable(self) -> bool:
+        """Whether the folder holds the state to continue training (after at least one epoch)."""
+        return not self.active and (self.out / ckpt.LAST_FILE).is_file()
+
+    @property
+    def fraction(self) -> float:
+        """Share of the planned epochs done, counting the current epoch's steps, in [0, 1]."""
+        return done_fraction(self.epoch, self.step if self.active else 0, self.steps, self.train_config.epochs)
+
+
+def done_fraction(epoch: int, step: int, steps: int, epochs: int) -> float:
+    """(epochs completed + this epoch's share of steps) / planned epochs, at most 1."""
+    return min(1.0, (epoch + (step / steps if steps else 0.0)) / epochs)
+
+
+def eta_seconds(seconds: float, fraction_then: float, fraction_now: float) -> float | None:
+    """Seconds left if the pace from `fraction_then` to `fraction_now` in `seconds` holds (an upper
+    bound: early stopping may end sooner); None before any progress."""
+    done = fraction_now - fraction_then
+    return None if done <= 0 or seconds <= 0 else seconds / done * (1.0 - fraction_now)
+
+
+class _Job:
+    """The mutable side of a job; the training thread writes it, pages read `status()` copies."""
+
+    def __init__(self, out: Path, model_config: ModelConfig, train_config: TrainConfig, history: list[dict]):
+        self.out, self.model_config, self.train_config = out, model_config, train_config
+        self.history = list(history)
+        self.first_epoch = self.epoch = len(history)
+        self.step = self.steps = 0
+        self.state, self.error, self.stopped_early = "running", None, False
+        self.started, self.ended = time.time(), None
+        self.pace_from: tuple[float, float] | None = None  # (time, fraction) at the first step: loading excluded
+        self.stop_requested = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def on_progress(self, p: Progress) -> None:
+        with self._lock:
+            self.step, self.steps = p.step, p.steps
+            if p.record is not None:
+                self.history.append(p.record)
+                self.epoch, self.step = p.epoch, 0
+            if self.pace_from is None:
+                self.pace_from = time.time(), done_fraction(self.epoch, self.step, self.steps, p.epochs)
+
+    def request_stop(self) -> None:
+        with self._lock:
+            self.stop_requested.set()
+            if self.state == "running":
+                self.state = "stopping"
+
+    def finish(self, state: str, error: str | None = None, stopped_early: bool = False) -> None:
+        with self._lock:
+            self.state, self.error, self.stopped_early, self.ended = state, error, stopped_early, time.time()
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            now = time.time()
+            eta = None
+            if self.pace_from is not None and self.state in ACTIVE_STATES:
+                fraction = done_fraction(self.epoch, self.step, self.steps, self.train_config.epochs)
+                eta = eta_seconds(now - self.pace_from[0], self.pace_from[1], fraction)
+            return JobStatus(self.out, self.state, self.model_config, self.train_config, list(self.history),
+                             self.epoch, self.step, self.steps, self.started, (self.ended or now) - self.started,
+                             self.first_epoch, eta, self.error, self.stopped_early)
+
+
+# --------------------------------------------------------------------------------------------
+# The cross-process lock file
+
+_held_locks: set[Path] = set()  # lock files this process holds (a lock with our own pid but not here is stale)
+
+
+def _lock_owner(path: Path) -> tuple[int, str] | None:
+    """(pid, host) written in a lock file, or None when it is unreadable or garbled."""
+    try:
+        pid, host = path.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def lock_is_stale(path: Path, garbled_after: float = 10.0) -> bool:
+    """A lock whose process has died (on this host), or a garbled one older than `garbled_after` s."""
+    owner = _lock_owner(path)
+    if owner is None:
+        try:
+            return time.time() - path.stat().st_mtime > garbled_after  # a young one may be mid-write
+        except FileNotFoundError:
+            return True
+    pid, host = owner
+    if host != socket.gethostname():
+        return False  # cannot check a process on another machine
+    if pid == os.getpid():
+        return path not in _held_locks
+    return not _pid_alive(pid)
+
+
+def acquire_lock(out: Path) -> Path:
+    """Create `out/.train.lock` exclusively (taking over a stale one); raises FolderLocked."""
+    path = Path(out) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if attempt == 0 and lock_is_stale(path):
+                path.unlink(missing_ok=True)
+                continue
+            owner = _lock_owner(path)
+            who = f"process {owner[0]} on {owner[1]}" if owner else "another process"
+            raise FolderLocked(f"{out} is being trained into by {who}; if nothing is training there, "
+                               f"delete {path}") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        _held_locks.add(path)
+        return path
+    raise AssertionError("unreachable")
+
+
+def release_lock(path: Path) -> None:
+    """Remove a lock this process holds (never one another process has taken over since)."""
+    _held_locks.discard(path)
+    if _lock_owner(path) == (os.getpid(), socket.gethostname()):
+        path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+
+
+class JobRegistry:
+    """Jobs of this process by output folder; finished ones stay until a new job takes the folder."""
+
+    def __init__(self):
+        self._jobs: dict[Path, _Job] = {}
+        self._lock = threading.Lock()
+
+    def start(self, model_config: ModelConfig, train_config: TrainConfig, out: str | Path, resume: bool = False,
+              data: DatasetSplits | None = None, threads: int | None = None) -> JobStatus:
+        """Start training into `out` in the background and return its first status.
+
+        `threads`, when given, is passed to torch.set_num_threads in the job's thread (see
+        `default_threads`); it also becomes the default of threads started later in this process.
+
+        Raises JobAlreadyRunning if a job of this process trains into `out`, FolderLocked if another
+        process does, CheckpointError if `out` holds a checkpoint and `resume` is False (or holds no
+        resume state and `resume` is True), ValueError for an invalid config.
+        """
+        out = Path(out).expanduser().resolve()
+        model_config.validate()
+        train_config.validate()
+        with self._lock:
+            running = self._jobs.get(out)
+            if running is not None and running.status().active:
+                raise JobAlreadyRunning(running.status())
+            lock = acquire_lock(out)  # first: "another process trains here" explains the rest
+            try:
+                if resume and not (out / ckpt.LAST_FILE).is_file():
+                    raise CheckpointError(f"{out} has no resume state ({ckpt.LAST_FILE}); start a new run instead")
+                if not resume and (out / ckpt.CONFIG_FILE).is_file():
+                    raise CheckpointError(f"{out} already holds a checkpoint: resume it or pick another folder name")
+                saved = out / ckpt.HISTORY_FILE
+                job = _Job(out, model_config, train_config, ckpt.read_json(saved) if resume and saved.is_file() else [])
+                job.thread = threading.Thread(target=_run, args=(job, resume, data, lock, threads), daemon=True,
+                                              name=f"train {out.name}")
+                job.thread.start()
+            except BaseException:
+                release_lock(lock)
+                raise
+            self._jobs[out] = job
+        return job.status()
+
+    def status(self, out: str | Path) -> JobStatus | None:
+        job = self._jobs.get(Path(out).expanduser().resolve())
+        return None if job is None else job.status()
+
+    def stop(self, out: str | Path) -> bool:
+        """Ask the job to stop after its current epoch (checkpoints kept); False if none is running."""
+        job = self._jobs.get(Path(out).expanduser().resolve())
+        if job is None or not job.status().active:
+            return False
+        job.request_stop()
+        return True
+
+    def jobs(self) -> list[JobStatus]:
+        """Every job of this process, most recently started first."""
+        with self._lock:
+            found = [job.status() for job in self._jobs.values()]
+        return sorted(found, key=lambda s: s.started, reverse=True)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Ask every job to stop and give them `timeout` seconds in all (at interpreter exit)."""
+        deadline = time.monotonic() + timeout
+        for status in self.jobs():
+            self.stop(status.out)
+        for status in self.jobs():
+            self.wait(status.out, max(0.0, deadline - time.monotonic()))
+
+    def wait(self, out: str | Path, timeout: float | None = None) -> JobStatus | None:
+        """Block until the job ends (or `timeout` seconds pass); its status."""
+        job = self._jobs.get(Path(out).expanduser().resolve())
+        if job is not None and job.thread is not None:
+            job.thread.join(timeout)
+        return self.status(out)
+
+
+def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, threads: int | None) -> None:
+    """The training thread: train, then record how it ended as one line (never a traceback)."""
+    state, error, early = "failed", None, False
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        result = train(job.model_config, job.train_config, job.out, resume=resume, data=data,
+                       progress=job.on_progress, should_stop=job.stop_requested.is_set)
+        state, early = ("stopped" if result.interrupted else "finished"), result.stopped_early
+    except (VampvizError, ValueError) as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a page shows one line; the log keeps the traceback
+        _log.exception("training into %s failed", job.out)
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}"
+    finally:
+        release_lock(lock)  # before the state changes, so whoever sees the end can start again
+        job.finish(state, error, early)
+
+
+def default_threads() -> int:
+    """Intra-op threads for a job: half the cores, at most 4, so the server and the browser keep the
+    rest. Oversubscribing costs more than it gains for these small models: on a busy 2-core machine
+    a digits epoch took 0.2 s with 1 thread and 6 to 8 s with 2."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+REGISTRY = JobRegistry()  # one per server process, shared by every session
+atexit.register(REGISTRY.shutdown)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers for the Train page
+
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def make_model_config(dataset: str, model: str, prior: str, components: int, latent_dim: int,
+                      hidden: int) -> ModelConfig:
+    """A ModelConfig as the CLI builds it: the dataset's shape, likelihood and pseudo-input init."""
+    spec = get_spec(dataset)
+    return ModelConfig(model=model, prior=prior, likelihood=spec.likelihood, dataset=spec.name,
+                       input_shape=spec.input_shape, latent_dim=latent_dim, latent_dim_z1=latent_dim,
+                       hidden=hidden, components=components, pseudo_init_mean=spec.pseudo_init_mean,
+                       pseudo_init_std=spec.pseudo_init_std).validate()
+
+
+def run_name(config: ModelConfig) -> str:
+    """A readable default folder name, e.g. digits-vae-vampprior-K100-z20."""
+    k = f"-K{config.components}" if config.prior != "standard" else ""
+    return f"{config.dataset}-{config.model}-{config.prior}{k}-z{config.latent_dim}"
+
+
+def check_folder_name(name: str) -> str:
+    """A plain folder name (letters, digits, . _ -), so a run cannot be written outside the runs folder."""
+    name = name.strip()
+    if not _FOLDER_NAME.match(name) or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a plain folder name: use letters, digits, '.', '_' and '-' "
+                         "(at most 100, starting with a letter or digit)")
+    return name
+
+
+def unique_folder(root: Path, name: str) -> Path:
+    """root/name, or root/name-2, name-3, ... when it is taken."""
+    candidate, n = Path(root) / name, 2
+    while candidate.exists():
+        candidate, n = Path(root) / f"{name}-{n}", n + 1
+    return candidate
+
+
+def saved_configs(out: str | Path, epochs: int | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training settings a checkpoint folder was trained with (to resume it), with
+    `epochs` replacing the planned number of epochs when given."""
+    model_config, train_settings = ckpt.read_config(out)
+    train_config = TrainConfig.from_dict(train_settings)
+    return model_config, (train_config if epochs is None else replace(train_config, epochs=epochs))
+
+
+def trained_epochs(out: str | Path) -> int:
+    """Epochs a checkpoint folder has been trained for (from its resume state, else its history)."""
+    out = Path(out)
+    if (out / ckpt.TRAIN_STATE_FILE).is_file():
+        return int(ckpt.read_json(out / ckpt.TRAIN_STATE_FILE).get("epoch", 0))
+    return len(ckpt.read_json(out / ckpt.HISTORY_FILE)) if (out / ckpt.HISTORY_FILE).is_file() else 0
+
+
+def resumable_runs(root: str | Path) -> list[Path]:
+    """Folders directly under `root` holding the state to resume training (newest first)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / ckpt.LAST_FILE).is_file() and (p / ckpt.CONFIG_FILE).is_file()]
+    return sorted(found, key=lambda p: (p / ckpt.LAST_FILE).stat().st_mtime, reverse=True)
+
+
+def format_duration(seconds: float | None) -> str:
+    """'1 h 02 min', '3 min 05 s', '12 s', or '…' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "…"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def progress_text(status: JobStatus) -> str:
+    """The line above the progress bar."""
+    epochs = status.train_config.epochs
+    if status.active:
+        current = min(status.epoch + 1, epochs)
+        steps = f", step {status.step}/{status.steps}" if status.steps else ""
+        what = "stopping after this epoch" if status.state == "stopping" else f"ETA {format_duration(status.eta)}"
+        return f"epoch {current}/{epochs}{steps} · {what}"
+    ended = {"finished": "finished", "stopped": "stopped", "failed": "failed"}[status.state]
+    if status.state == "finished" and status.stopped_early:
+        ended = "stopped early (the validation loss stopped improving)"
+    return f"{ended} after epoch {status.epoch}/{epochs} · {format_duration(status.elapsed)}"
