@@ -17,7 +17,8 @@ st.markdown(
     "prior's images (a VampPrior's **pseudo-inputs** u_k, or a mixture's means pushed through the decoder) "
     "and **samples** decoded from the **same fixed noise** at every snapshot, so the only thing that changes "
     "from one epoch to the next is what the model has learned. Move the slider and watch the pseudo-inputs "
-    "grow from flat noise into digit-like prototypes while the samples sharpen; each component keeps its "
+    "change (randomly initialised ones need not come to look like digits: the encoder only has to map "
+    "them to the right codes) while the samples sharpen; each component keeps its "
     "place in the grid. The red dashed line marks the chosen epoch on the training curves: during the KL "
     "warm-up (β < 1) the reconstruction improves first, and the KL rises as the codes spread out.")
 

@@ -21,8 +21,9 @@ st.markdown(
     "well the decoder redraws an image from its code, the **KL** term how far the encoder's codes are "
     "from the prior. During the **KL warm-up** β rises from 0 to 1, so the model first learns to "
     "reconstruct and only then is pulled towards the prior. With a VampPrior, watch the **pseudo-inputs** "
-    "u_k: they start as flat noise and turn into digit-like prototypes, because the prior is the "
-    "encoder's own posterior at those images. Training runs in the background: you can switch pages "
+    "u_k and their reconstructions: the prior is the encoder's own posterior at those images, so what "
+    "matters is where the encoder maps them, not whether they look like digits (on 8×8 digits randomly "
+    "initialised ones stay noisy while their reconstructions become digits). Training runs in the background: you can switch pages "
     "and come back, and the finished model appears in the sidebar's checkpoint list.")
 
 root = runs_dir()

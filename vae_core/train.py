@@ -126,6 +126,9 @@ def _save_last(out: Path, model: nn.Module, optimizer, state: _State, history: l
     tensors, rest = ckpt.optimizer_tensors(optimizer)
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors["rng.torch"] = torch.get_rng_state()
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # randperm and bernoulli on the GPU draw from its own generator
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     ckpt.save_tensors(out / ckpt.LAST_FILE, tensors)
     ckpt.atomic_write_json(out / ckpt.HISTORY_FILE, history)
     ckpt.atomic_write_json(out / ckpt.TRAIN_STATE_FILE, asdict(state) | rest)
@@ -140,8 +143,15 @@ def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[
         optimizer.load_state_dict(ckpt.optimizer_state(tensors, saved))
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"{out / ckpt.LAST_FILE}: optimiser state does not fit the model ({error})") from None
-    torch.set_rng_state(tensors["rng.torch"])
-    state = _State(**{f.name: saved[f.name] for f in fields(_State)})
+    try:
+        torch.set_rng_state(tensors["rng.torch"])
+        state = _State(**{f.name: saved[f.name] for f in fields(_State)})
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{out / ckpt.TRAIN_STATE_FILE} is incomplete ({error!r}); "
+                              "train again into another --out") from None
+    device = next(model.parameters()).device
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     return state, ckpt.read_json(out / ckpt.HISTORY_FILE)
 
 
@@ -205,6 +215,10 @@ def _train(model_config, train_config, out, resume, data, spec, world, device, p
 
     if world.on_main(_check_out, out, model_config, resume):
         state, history = _restore_last(out, model, optimizer)  # every rank reads; only rank 0 writes
+        for group in optimizer.param_groups:  # a resumed run uses the learning rate it is given now
+            group["lr"] = train_config.lr
+        if state.epochs_without_improvement >= train_config.patience:  # it had already stopped early
+            return TrainResult(out, history, state.best_epoch, state.best_val_loss, True, False)
     world.on_main(ckpt.write_config, out, model_config, asdict(train_config))
 
     x_train = torch.as_tensor(data.x_train, dtype=torch.float32, device=device)
