@@ -124,10 +124,16 @@ def test_bad_folder_name_is_one_error_line(runs):
 @pytest.mark.skipif(not (SHIPPED / "digits-vae-vampprior" / "config.json").exists(),
                     reason="shipped checkpoints not generated yet")
 def test_replay_page_explains_how_to_get_snapshots(runs):
-    at = open_page("replay", checkpoint=str(SHIPPED / "digits-vae-vampprior"))
+    at = open_page("replay", checkpoint=str(SHIPPED / "digits-vae-standard"))  # shipped without snapshots
     assert at.title[0].value.endswith("Training replay")
     assert any("--snapshot-every" in i.value for i in at.info)
     assert not at.select_slider
+
+
+def test_replay_page_steps_through_the_shipped_snapshots(runs):
+    at = open_page("replay", checkpoint=str(SHIPPED / "digits-vae-vampprior"))
+    (slider,) = at.select_slider
+    assert len(slider.options) >= 5 and not at.exception
 
 
 def test_replay_figures():

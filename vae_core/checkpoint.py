@@ -47,8 +47,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         with os.fdopen(handle, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
