@@ -19,8 +19,8 @@ batch (up to the random draws, which differ: each rank seeds its noise with `ran
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -1,12 +1,13 @@
 """Normalised log densities of diagonal Gaussians and their uniform mixtures.
 
 All densities keep the -1/2 log(2 pi) terms, so the numbers compare with other papers and with
-`torch.distributions`. The mixture density is written as two matrix products instead of a
+`torch.distributions`. The mixture density is written as one matrix product instead of a
 (B, K, D) tensor: for a batch of B points and K components in D dimensions,
 
     log N(z; m_k, v_k) = -1/2 [D log 2pi + sum_d log v_kd + sum_d (z_d^2 - 2 z_d m_kd + m_kd^2) / v_kd]
 
-so the z-dependent part is z^2 @ (1/v)^T - 2 z @ (m/v)^T, which runs at matmul speed and never
+so the whole (B, K) table is one addmm, [z^2, z] @ [-1/(2v), m/v]^T + c_k (a single pass over the
+result, where separate products and sums take four), which runs at matmul speed and never
 materialises B*K*D numbers. The expansion cancels: each term is ~|z|^2/v while their sum is
 ~|z - m|^2/v, so float32 loses ~eps32 * D * |z|^2 / v nats (0.03 nats at D = 40, |z| ~ 3 and
 log-variance -6, 0.3 nats at |z| ~ 10). The (B, K) products are therefore formed in float64, which
@@ -68,8 +69,8 @@ def _component_log_probs(z: torch.Tensor, means: torch.Tensor, logvars: torch.Te
     z, means, logvars = z.double(), means.double(), logvars.double()
     precisions = torch.exp(-logvars)  # (K, D)
     constant = -0.5 * (dimension * LOG_2PI + logvars.sum(-1) + (means**2 * precisions).sum(-1))  # (K,)
-    quadratic = -0.5 * (z**2) @ precisions.T + z @ (means * precisions).T  # (B, K)
-    return quadratic + constant
+    weights = torch.cat([-0.5 * precisions, means * precisions], dim=-1)  # (K, 2D)
+    return torch.addmm(constant, torch.cat([z * z, z], dim=-1), weights.T)  # (B, K)
 
 
 def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
