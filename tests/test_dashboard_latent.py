@@ -141,7 +141,8 @@ def test_standard_prior_has_no_components():
 @pytest.mark.slow
 def test_umap_fit_transform_and_disk_cache(points, cache_dir, monkeypatch, request):
     # numba's compiled code is kept between runs in .pytest_cache, so only the first run pays ~30 s
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(request.config.cache.mkdir("numba")))
+    if getattr(request.config, "cache", None) is not None:  # absent under -p no:cacheprovider
+        monkeypatch.setenv("NUMBA_CACHE_DIR", str(request.config.cache.mkdir("numba")))
     data = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
     calls = []
 
