@@ -23,9 +23,9 @@ rewrites the "reproduction" records of benchmarks/results.json (other records ar
 
     # the CPU budget that benchmarks/RESULTS.md reports (`CPU_BUDGET_COMMAND`, about an hour on 2 cores)
     python benchmarks/reproduce.py --data-dir /path/to/data \
-        --epochs caltech101=8 --epochs freyfaces=100 --epochs mnist-static=5 \
+        --epochs caltech101=50 --epochs freyfaces=100 --epochs mnist-static=5 \
         --warmup caltech101=1 --warmup freyfaces=5 --warmup mnist-static=0 \
-        --test-limit caltech101=100 --test-limit freyfaces=100 --test-limit mnist-static=100
+        --test-limit caltech101=500 --test-limit freyfaces=100 --test-limit mnist-static=100
 
     # one cell at the paper's budget, e.g. Caltech101 VAE + VampPrior
     python benchmarks/reproduce.py --datasets caltech101 --models vae --priors vampprior \
@@ -123,9 +123,9 @@ CALTECH_VAMPPRIOR_NOTE = -108.28
 # The budget the committed RESULTS.md was produced with on the shared 2-core CPU.
 CPU_BUDGET_COMMAND = (
     "nice -n 10 python benchmarks/reproduce.py --data-dir /work/shared/data \\\n"
-    "    --epochs caltech101=8 --epochs freyfaces=100 --epochs mnist-static=5 \\\n"
+    "    --epochs caltech101=50 --epochs freyfaces=100 --epochs mnist-static=5 \\\n"
     "    --warmup caltech101=1 --warmup freyfaces=5 --warmup mnist-static=0 \\\n"
-    "    --test-limit caltech101=100 --test-limit freyfaces=100 --test-limit mnist-static=100"
+    "    --test-limit caltech101=500 --test-limit freyfaces=100 --test-limit mnist-static=100"
 )
 GPU_COMMAND = "python benchmarks/reproduce.py --device cuda --data-dir /path/to/data --runs-dir runs/reproduce-full"
 
