@@ -143,7 +143,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(prior, two_p
     built = _make_deterministic(monkeypatch.setattr)
     single = train(_model_config(prior), TRAIN_CONFIG, tmp_path / prior, data=_binary_digits())
     single_weights = built[-1].state_dict()
-    ranks = [torch.load(two_process_runs / f"{prior}-rank{r}.pt") for r in range(WORLD_SIZE)]
+    ranks = [torch.load(two_process_runs / f"{prior}-rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
 
     # the ranks stay in lockstep: identical weights and identical (rank 0's) history
     for name, tensor in ranks[0]["weights"].items():
@@ -169,7 +169,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(prior, two_p
 
 
 def test_vampprior_pseudo_inputs_are_trained_in_sync(two_process_runs):
-    ranks = [torch.load(two_process_runs / f"vampprior-rank{r}.pt") for r in range(WORLD_SIZE)]
+    ranks = [torch.load(two_process_runs / f"vampprior-rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
     torch.manual_seed(TRAIN_CONFIG.seed)
     initial = build_model(_model_config("vampprior"), train_images=_binary_digits().x_train)
     start = initial.prior.pseudo_input_params.detach()
