@@ -204,16 +204,21 @@ def _fused_gated_forward(self, x):
 
 
 @contextlib.contextmanager
-def fused_gates(enabled: bool):
-    from vae_core.networks import GatedDense
-
-    original = GatedDense.forward
+def patched(owner, name: str, replacement, enabled: bool):
+    """Temporarily replace `owner.name` with `replacement` (when `enabled`)."""
+    original = getattr(owner, name)
     if enabled:
-        GatedDense.forward = _fused_gated_forward
+        setattr(owner, name, replacement)
     try:
         yield
     finally:
-        GatedDense.forward = original
+        setattr(owner, name, original)
+
+
+def fused_gates(enabled: bool):
+    from vae_core.networks import GatedDense
+
+    return patched(GatedDense, "forward", _fused_gated_forward, enabled)
 
 
 @contextlib.contextmanager
@@ -420,17 +425,10 @@ def _two_matmul_component_log_probs(z, means, logvars):
     return -0.5 * (z**2) @ precisions.T + z @ (means * precisions).T + constant
 
 
-@contextlib.contextmanager
 def two_matmul_mixture(enabled: bool):
     from vae_core import distributions
 
-    original = distributions._component_log_probs
-    if enabled:
-        distributions._component_log_probs = _two_matmul_component_log_probs
-    try:
-        yield
-    finally:
-        distributions._component_log_probs = original
+    return patched(distributions, "_component_log_probs", _two_matmul_component_log_probs, enabled)
 
 
 def child_eval(args, device) -> dict:
