@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from vae_core.distributions import mixture_responsibilities, reparameterize
+from vae_core.evaluate import model_device
 from vae_core.imaging import image_grid
 
 TRAIN_COLOR, VAL_COLOR, BETA_COLOR = "#1f77b4", "#ff7f0e", "rgba(120, 120, 120, 0.8)"
@@ -220,10 +221,6 @@ def columns_for(n: int, max_columns: int = 16) -> int:
 # Model computations (no gradients; seeded so the dashboard is reproducible)
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def prior_components(model) -> tuple[np.ndarray, np.ndarray] | None:
     """(means, logvars) of the prior's K components, each (K, D), or None for a standard normal."""
@@ -236,13 +233,13 @@ def prior_components(model) -> tuple[np.ndarray, np.ndarray] | None:
 @torch.no_grad()
 def decode(model, z) -> np.ndarray:
     """Mean images of p(x|z) for latent codes z (B, D) on the prior's layer (z2 for the HVAE)."""
-    return model.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32, device=_device(model))).cpu().numpy()
+    return model.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32, device=model_device(model))).cpu().numpy()
 
 
 @torch.no_grad()
 def reconstruct(model, images) -> np.ndarray:
     return model.reconstruct(torch.as_tensor(np.asarray(images), dtype=torch.float32,
-                                             device=_device(model))).cpu().numpy()
+                                             device=model_device(model))).cpu().numpy()
 
 
 @torch.no_grad()

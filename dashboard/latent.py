@@ -30,6 +30,8 @@ from plotly.subplots import make_subplots
 from vae_core.checkpoint import WEIGHTS_FILE, atomic_write_bytes
 from vae_core.evaluate import aggregated_posterior_kl, model_device
 
+from .gallery import prior_components
+
 CACHE_DIR_ENV = "VAMPVIZ_CACHE_DIR"
 CACHE_VERSION = 1  # bump when what a cached projection means changes
 METHODS = ("PCA", "UMAP", "t-SNE", "raw")
@@ -168,12 +170,10 @@ def prior_layer(model) -> str:
     return model.latent_layers[-1]
 
 
-@torch.no_grad()
 def component_means(model) -> np.ndarray | None:
     """Means of the prior's components (VampPrior: q(z|u_k) of each pseudo-input; MoG: the means)."""
-    if not hasattr(model.prior, "components"):
-        return None
-    return model.prior.components()[0].float().cpu().numpy()
+    components = prior_components(model)
+    return None if components is None else components[0].astype(np.float32)
 
 
 @torch.no_grad()
