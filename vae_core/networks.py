@@ -39,7 +39,12 @@ class GatedDense(nn.Module):
         self.g = nn.Linear(in_features, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.h(x) * torch.sigmoid(self.g(x))
+        # h and g from one (B, 2 * out) product: one matmul of twice the width runs faster than
+        # two (up to 1.4x on a CPU for 300 units; benchmarks/speed.py), and the backward pass too
+        weight = torch.cat([self.h.weight, self.g.weight])
+        bias = torch.cat([self.h.bias, self.g.bias])
+        h, g = F.linear(x, weight, bias).chunk(2, dim=-1)
+        return h * torch.sigmoid(g)
 
 
 class GatedConv2d(nn.Module):

@@ -107,9 +107,10 @@ def kl_weight(epoch: int, warmup: int) -> float:
 
 def normalize_gradients_(parameters) -> None:
     """Divide each parameter's gradient by its L2 norm (Yu et al., 2017), as the paper's Adam does."""
-    for p in parameters:
-        if p.grad is not None:
-            p.grad.div_(p.grad.norm() + 1e-8)
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:  # one vectorised kernel per op for all tensors, as clip_grad_norm_ does
+        norms = torch._foreach_add(torch._foreach_norm(grads), 1e-8)
+        torch._foreach_div_(grads, norms)
 
 
 @dataclass
