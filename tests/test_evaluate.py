@@ -213,3 +213,13 @@ def test_evaluate_returns_the_documented_metrics(build, digits, model_name, inpu
     assert metrics["elbo"] == pytest.approx(metrics["reconstruction"] - metrics["kl"], abs=1e-4)
     assert metrics["log_likelihood"] > metrics["elbo"] - 1.0  # IS is a tighter bound (up to MC noise)
     assert not model.training
+
+
+def test_evaluate_per_point_values_average_to_the_reported_log_likelihood(build, digits):
+    model = build(model="vae", prior="vampprior")
+    torch.manual_seed(0)
+    metrics = ev.evaluate(model, digits.x_test[:12], num_samples=10, per_point=True)
+    values = np.asarray(metrics["log_likelihood_per_point"])
+    assert values.shape == (12,) and np.isfinite(values).all()
+    assert values.mean() == pytest.approx(metrics["log_likelihood"])
+    assert values.std(ddof=1) / np.sqrt(12) == pytest.approx(metrics["log_likelihood_stderr"])

@@ -129,8 +129,12 @@ def aggregated_posterior_kl(model: nn.Module, images, max_points: int = 2000, se
 
 
 def evaluate(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, input_type: str = "binary",
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    """All test metrics in one JSON-able dict (what `python -m vae_core evaluate --json` prints)."""
+             progress: Callable[[int, int], None] | None = None, per_point: bool = False) -> dict:
+    """All test metrics in one JSON-able dict (what `python -m vae_core evaluate --json` prints).
+
+    `per_point` adds "log_likelihood_per_point" (one value per image, in order), for paired
+    comparisons of two models on the same test points.
+    """
     model.eval()
     start = time.perf_counter()
     ll = log_likelihood(model, images, num_samples, progress=progress)
@@ -148,6 +152,8 @@ def evaluate(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, input
         "samples": num_samples,
         "n_test": len(images),
     }
+    if per_point:
+        metrics["log_likelihood_per_point"] = ll.tolist()
     if input_type == "gray":
         shape = tuple(images.shape[1:])
         metrics["bits_per_dim"] = bits_per_dim(metrics["log_likelihood"], shape)
