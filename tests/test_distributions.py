@@ -133,6 +133,45 @@ def test_mixture_is_accurate_at_trained_model_scales():
     assert (actual - expected).abs().max().item() < 1e-3
 
 
+def _table_dtypes(monkeypatch) -> list[torch.dtype]:
+    """Record the dtype each mixture table is formed in."""
+    dtypes = []
+    original = torch.addmm
+
+    def spy(input, mat1, mat2, *args, **kwargs):
+        dtypes.append(mat1.dtype)
+        return original(input, mat1, mat2, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "addmm", spy)
+    return dtypes
+
+
+def test_mixture_uses_float32_for_samples_of_one_point_and_stays_exact(monkeypatch):
+    """The importance sampler's case: thousands of samples of one posterior, far from the origin,
+    against tight components (log-variance -6) spread around it."""
+    k, d = 200, 40
+    center = 3 * torch.randn(d)
+    means = center + 0.3 * torch.randn(k, d)
+    logvars = -6 + 0.5 * torch.rand(k, d)
+    z = center + 0.05 * torch.randn(3000, d)
+    dtypes = _table_dtypes(monkeypatch)
+    actual = gaussian_mixture_log_prob(z, means, logvars).double()
+    assert dtypes == [torch.float32]
+    expected = reference_mixture(means, logvars).log_prob(z.double())
+    assert (actual - expected).abs().max().item() < 1e-3
+
+
+def test_mixture_falls_back_to_float64_for_spread_out_batches(monkeypatch):
+    """A training batch: points of different images, where float32 could lose hundredths of a nat."""
+    k, d = 50, 40
+    means = 3 * torch.randn(k, d)
+    logvars = -6 + 0.3 * torch.rand(k, d)
+    z = means[torch.randint(k, (100,))] + 0.05 * torch.randn(100, d)
+    dtypes = _table_dtypes(monkeypatch)
+    gaussian_mixture_log_prob(z, means, logvars)
+    assert dtypes == [torch.float64]
+
+
 @pytest.mark.parametrize("batch_shape", [(6,), (4, 6), (2, 3, 5)])
 def test_mixture_batch_shapes(batch_shape):
     means, logvars = random_components(4, 3)
