@@ -1,0 +1,102 @@
+"""benchmarks/reproduce.py's bookkeeping: paired comparisons, records and the report (no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import reproduce
+
+
+def record(prior: str, per_point: np.ndarray | None, dataset: str = "caltech101", model: str = "vae",
+           active: int = 40, **extra) -> dict:
+    """A reproduction record as collect_records builds it, for `per_point` test log-likelihoods."""
+    values = per_point if per_point is not None else np.full(100, -120.0)
+    unit = reproduce.DATASETS[dataset]["unit"]
+    rec = {
+        "kind": reproduce.KIND, "dataset": dataset, "model": model, "prior": prior,
+        "log_likelihood": float(values.mean()),
+        "log_likelihood_stderr": float(values.std(ddof=1) / math.sqrt(len(values))),
+        "elbo": float(values.mean()) - 10, "active_units": {"z": active}, "epochs": 100, "best_epoch": 60,
+        "seconds_per_epoch": 1.0, "train_seconds": 100.0, "eval_seconds": 10.0, "samples": 5000,
+        "n_test": len(values), "test_selection": "first", "epoch_budget": 300, "warmup": 1, "patience": 50,
+        "components": 500, "unit": unit, "paper_log_likelihood": None, "device": "cpu (test)", "date": "2026-11-25",
+    } | extra
+    if unit == "bits/dim":
+        rec["bits_per_dim"] = -rec["log_likelihood"] / (560 * math.log(2))
+    if per_point is not None:
+        rec["_per_point"] = per_point.tolist()
+    return rec
+
+
+@pytest.fixture
+def paired():
+    """Per-point LLs that vary a lot between test points (images differ) but little between the priors."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(-120, 25, size=400)
+    return base, base + 1.0 + rng.normal(0, 2, size=400)  # the VampPrior wins by ~1 nat on every point
+
+
+def test_paired_error_is_the_spread_of_the_differences(paired):
+    standard, vamp = paired
+    a, b = record("vampprior", vamp), record("standard", standard)
+    expected = np.std(vamp - standard, ddof=1) / math.sqrt(len(vamp))
+    assert reproduce._gain_stderr(a, b) == pytest.approx(expected)
+    unpaired = math.hypot(a["log_likelihood_stderr"], b["log_likelihood_stderr"])
+    assert reproduce._gain_stderr(a, b) < unpaired / 10  # the images' spread cancels
+
+
+def test_without_per_point_values_the_error_is_unpaired(paired):
+    standard, vamp = paired
+    a, b = record("vampprior", vamp), record("standard", standard)
+    del b["_per_point"]
+    assert reproduce._gain_stderr(a, b) == pytest.approx(math.hypot(a["log_likelihood_stderr"],
+                                                                    b["log_likelihood_stderr"]))
+
+
+def test_paired_error_in_bits_per_dim_for_frey_faces(paired):
+    standard, vamp = paired
+    a = record("vampprior", vamp, dataset="freyfaces")
+    b = record("standard", standard, dataset="freyfaces")
+    nats = np.std(vamp - standard, ddof=1) / math.sqrt(len(vamp))
+    assert reproduce._gain_stderr(a, b) == pytest.approx(nats / (560 * math.log(2)))
+
+
+def test_a_consistent_one_nat_gain_is_beyond_noise_when_paired(paired):
+    standard, vamp = paired
+    records = [record("standard", standard, active=30), record("vampprior", vamp, active=38)]
+    (pair,) = reproduce.compare(records, "vampprior")
+    assert pair["paired"] and pair["gain"] == pytest.approx(1.0, abs=0.3) and pair["gain"] > pair["noise"]
+    (row,) = reproduce.claim_rows(records)
+    assert row[1].startswith("**holds**:") and "unpaired" not in row[1]
+    assert row[2].startswith("**holds**: 38 vs 30")
+
+
+def test_different_budgets_are_not_compared(paired):
+    standard, vamp = paired
+    records = [record("standard", standard), record("vampprior", vamp, epoch_budget=50)]
+    (pair,) = reproduce.compare(records, "vampprior")
+    assert pair["skip"] == "trained with different budgets; not compared"
+
+
+def test_results_json_keeps_other_kinds_and_drops_per_point_values(tmp_path, paired):
+    path = tmp_path / "results.json"
+    speed = {"kind": "speed", "metric": "x", "value": 1}
+    path.write_text(json.dumps([speed, {"kind": reproduce.KIND, "stale": True}]))
+    reproduce.write_results_json([record("vampprior", paired[1])], path)
+    written = json.loads(path.read_text())
+    assert written[0] == speed and len(written) == 2
+    assert written[1]["prior"] == "vampprior" and not any(k.startswith("_") for k in written[1])
+
+
+def test_report_section_replaces_only_its_markers(tmp_path, paired):
+    path = tmp_path / "RESULTS.md"
+    path.write_text(f"# Benchmarks\n\nkept above\n\n{reproduce.SECTION_START}\nold\n{reproduce.SECTION_END}\n\nkept below\n")
+    records = [record("standard", paired[0]), record("vampprior", paired[1])]
+    reproduce.write_results_md(records, path)
+    text = path.read_text()
+    assert "kept above" in text and "kept below" in text and "\nold\n" not in text
+    assert text.count(reproduce.SECTION_START) == 1 and "| Caltech 101 Silhouettes | VAE | vampprior |" in text
