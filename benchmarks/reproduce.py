@@ -545,10 +545,12 @@ def claim_summary(records: list[dict]) -> str:
         full = sum(_total_units(p["base"]["active_units"]) == LATENT * len(p["base"]["active_units"]) for p in pairs)
         lines.append(
             f"- Claim (2): more active units with the VampPrior in {more} of {len(pairs)} comparisons, fewer in "
-            f"{fewer}, ties otherwise. Not confirmed here: the standard prior still uses every unit in {full} of "
-            f"{len(pairs)} cases. The paper's point is that the standard prior switches units off as training "
-            "goes on (its KL term pushes unused dimensions to the prior); after a few epochs that has not "
-            "happened yet, so there is nothing for the VampPrior to rescue.")
+            f"{fewer}, ties otherwise. "
+            + (f"Not confirmed here: the standard prior still uses every unit in {full} of {len(pairs)} cases. "
+               "The paper's point is that the standard prior switches units off as training goes on (its KL "
+               "term pushes unused dimensions onto the prior); in runs this short, or stopped this early, that "
+               "has not happened, so there is nothing for the VampPrior to rescue." if more <= len(pairs) / 2 else
+               "The direction agrees with the paper."))
     for prior, what in (("vampprior-data", "VampPrior initialised from training images"), ("mog", "MoG prior")):
         others = [p for p in compare(records, prior) if not p["skip"]]
         if others:
@@ -569,7 +571,6 @@ def _paper_sources(records: list[dict]) -> dict[str, str]:
 
 def why_budget(records: list[dict]) -> str:
     """The budget bullet of "why we differ", with the numbers of this run."""
-    at_end = sum(r["best_epoch"] >= 0.9 * r["epochs"] for r in records)
     gaps = []
     for r in records:
         paper = PAPER_TABLE2.get((r["dataset"], r["model"], r["prior"]))
@@ -584,15 +585,34 @@ def why_budget(records: list[dict]) -> str:
         gaps.append(f"our best Caltech101 model ({best['model'].upper()} + {best['prior']}, "
                     f"{best['log_likelihood']:.2f}) is {abs(gap):.2f} nats {'below' if gap < 0 else 'above'} the "
                     f"{CALTECH_VAMPPRIOR_NOTE} quoted for the paper's Caltech101 VampPrior")
-    epochs = ", ".join(f"{DATASETS[d]['title']} {n}" for d, n in
-                       sorted({(r["dataset"], r["epoch_budget"]) for r in records}, key=lambda x: list(DATASETS).index(x[0])))
-    return f"""- **Budget, by far the largest effect.** Epochs: {epochs}, where the paper trains until early
-  stopping (patience 50, up to {PAPER_EPOCHS} epochs, typically hundreds), with a warm-up of a few
-  epochs instead of {PAPER_WARMUP}. The models are far from converged: {at_end} of {len(records)} runs had their
-  best validation loss in the last tenth of their epochs. Hence {'; '.join(gaps) or 'our LLs are far below the paper'}.
-  The gaps between priors are those of barely trained models: the VampPrior's pseudo-inputs and
-  the MoG's components move slowly and have had little time to adapt, so a claim that fails
-  here is *unconfirmed at this budget*, not refuted."""
+    lines = []
+    for dataset in DATASETS:
+        runs = [r for r in records if r["dataset"] == dataset]
+        if not runs:
+            continue
+        title, budget = DATASETS[dataset]["title"], max(r["epoch_budget"] for r in runs)
+        stopped = [r for r in runs if r["epochs"] < r["epoch_budget"]]
+        late = sum(r["best_epoch"] >= 0.9 * r["epochs"] for r in runs)
+        warmup = max(r["warmup"] for r in runs)
+        if stopped:
+            span = f"{min(r['epochs'] for r in stopped)}-{max(r['epochs'] for r in stopped)}"
+            best = f"{min(r['best_epoch'] for r in stopped)}-{max(r['best_epoch'] for r in stopped)}"
+            lines.append(
+                f"  - {title}: {len(stopped)} of {len(runs)} runs stopped early (no better validation loss for "
+                f"{runs[0]['patience']} epochs) after {span} epochs of {budget}, best at epochs {best}. With a "
+                f"{warmup}-epoch warm-up instead of {PAPER_WARMUP} the models fit the KL term from the start and "
+                "overfit the small training set within a hundred or so epochs; we think the paper's slow warm-up "
+                "(the KL weight rising over 100 epochs) is what lets its runs train far longer and end higher.")
+        if len(stopped) < len(runs):
+            lines.append(
+                f"  - {title}: {budget} epochs, where the paper trains for hundreds; {late} of {len(runs)} runs "
+                "had their best validation loss in the last tenth of their epochs, so they are far from converged.")
+    return f"""- **Budget, by far the largest effect.** The paper trains until early stopping (patience 50, up
+  to {PAPER_EPOCHS} epochs, typically hundreds) after a KL warm-up of {PAPER_WARMUP} epochs; we could not:
+{chr(10).join(lines)}
+  Hence {'; '.join(gaps) or 'our LLs are far below the paper'}. The gaps between priors are those of
+  models trained briefly or stopped early: a claim that fails here is *unconfirmed at this budget*,
+  not refuted."""
 
 
 def render_section(records: list[dict]) -> str:
@@ -644,8 +664,9 @@ for Frey Faces, the paper's unit there (`evaluate`'s `bits_per_dim` = −LL / (5
 better**). "diff" is ours minus the paper's, in the paper's unit. ELBO in nats. Active units:
 Cov_x E_q[z_d] > 0.01 over the evaluated test points (z1+z2 for the HVAE, 40 each).
 
-**This is a tiny-budget CPU run, not a reproduction of the paper's numbers**: a few epochs where
-the paper trains for hundreds (up to {PAPER_EPOCHS}). Machine: {'; '.join(devices)}, shared with
+**This is a small-budget CPU run, not a reproduction of the paper's numbers**: tens of epochs with
+a short KL warm-up where the paper trains for hundreds (up to {PAPER_EPOCHS}) after a 100-epoch
+warm-up (see "Budget" below). Machine: {'; '.join(devices)}, shared with
 other engineers' jobs (our process at `nice 10`), so the times are inflated and noisy. Date: {date}.
 Total: {total_minutes:.0f} min of training and evaluation for {len(records)} runs (the sum of the
 "train min" and "eval min" columns). One torch thread per process: on this busy 2-core machine two

@@ -295,6 +295,23 @@ def epoch_flops(variant: TrainVariant, x) -> int:
     return full * step(b) + (step(rest) if rest else 0)
 
 
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation"}
+
+
+def step_profile(variant: TrainVariant, x, device, steps: int) -> dict:
+    """Where a training step's time goes: self time of the matmul kernels against everything else
+    (elementwise ops, autograd, the optimiser), under torch.profiler (which inflates the many small
+    ops a little, so the matmul share is a lower bound)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with variant.context(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_epoch(variant, x, device, steps)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
+    return {"steps": steps, "matmul_ms_per_step": matmul / steps / 1000, "other_ms_per_step": (total - matmul) / steps / 1000}
+
+
 def measure_matmul(device, seconds: float) -> list[dict]:
     torch = _torch()
     rows = []
@@ -356,6 +373,8 @@ def child_train(args, device) -> dict:
                 wall, cpu_s = run_epoch(variant, x, device, max_steps)
             variant.seconds.append(wall)
             variant.cpu_seconds.append(cpu_s)
+    if not args.quick and device.type == "cpu":
+        result["step_profile"] = step_profile(variants[0], x, device, steps=10)
     result["variants"] = [{
         "key": v.key, "name": v.name, "batch_size": v.batch_size, "threads": v.num_threads or torch.get_num_threads(),
         "seconds_per_epoch": best(v.seconds), "median_seconds_per_epoch": median(v.seconds), "samples": v.seconds,
@@ -660,6 +679,15 @@ def summarise(args, info, train, compiled, evaluation, memory) -> tuple[list[dic
             record("train", "one_thread_fraction_of_flop_bound", bound1 / one_core["cpu_seconds_per_epoch"], "ratio",
                    cpu_seconds_per_epoch=one_core["cpu_seconds_per_epoch"], one_core_peak_gflops=peak1,
                    one_core_bound_seconds=bound1)
+        profiled = train.get("step_profile")
+        if profiled:
+            share = profiled["matmul_ms_per_step"] / (profiled["matmul_ms_per_step"] + profiled["other_ms_per_step"])
+            lines += ["", f"Where a baseline step's time goes (torch.profiler, self CPU time over {profiled['steps']} steps): "
+                      f"matmul kernels {profiled['matmul_ms_per_step']:.1f} ms/step ({share:.0%}), everything else "
+                      f"(elementwise ops, autograd, Adam) {profiled['other_ms_per_step']:.1f} ms/step. The bound counts "
+                      "only the matmuls at the machine's best throughput, so the fraction reached can be no higher "
+                      "than the matmul share times the matmuls' own efficiency."]
+            record("train", "matmul_share_of_step", share, "ratio", **profiled)
         partial = " (quick mode: epochs extrapolated from 6 steps)" if base["partial_epochs"] else ""
         lines += ["", f"Best of {len(base['samples'])} epochs per variant (all in results.json), timed in rotation{partial}. "
                   "Batches other than 100 change the optimisation (fewer, larger steps) and do less work per "
