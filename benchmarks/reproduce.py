@@ -186,6 +186,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="do not touch benchmarks/results.json and RESULTS.md (timing probes)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rebuild results.json and RESULTS.md from the finished runs")
+    p.add_argument("--compare-runs-dir", type=Path, default=None, metavar="DIR",
+                   help="a second runs folder holding some of the same cells under another budget (e.g. the "
+                        "paper's warm-up); RESULTS.md lists them beside the main runs")
     args = p.parse_args(argv)
     args.epochs = per_dataset(args.epochs, PAPER_EPOCHS, int, "--epochs")
     args.warmup = per_dataset(args.warmup, None, int, "--warmup")
@@ -615,7 +618,50 @@ def why_budget(records: list[dict]) -> str:
   not refuted."""
 
 
-def render_section(records: list[dict]) -> str:
+def budget_check(records: list[dict], others: list[dict], others_dir: Path | None) -> str:
+    """The cells that were also run under another budget (`--compare-runs-dir`), side by side."""
+    by_key = {(r["dataset"], r["model"], r["prior"]): r for r in records}
+    rows = []
+    for other in others:
+        main = by_key.get((other["dataset"], other["model"], other["prior"]))
+        if not main:
+            continue
+        unit, dataset = main["unit"], main["dataset"]
+        a, b = ours_in_paper_unit(dataset, other), ours_in_paper_unit(dataset, main)
+        change = b - a if unit == "bits/dim" else a - b
+        noise = ""
+        if (main["n_test"], main["test_selection"]) == (other["n_test"], other["test_selection"]):
+            noise = f" (2σ ≈ {_fmt(2 * _gain_stderr(other, main), unit)})"
+        rows.append(
+            f"| {DATASETS[dataset]['title']} | {main['model'].upper()} | {main['prior']} "
+            f"| {main['warmup']}, {main['epochs']}/{main['epoch_budget']}, best {main['best_epoch']} "
+            f"| {_fmt(b, unit)} | {_units(main['active_units'])} "
+            f"| {other['warmup']}, {other['epochs']}/{other['epoch_budget']}, best {other['best_epoch']} "
+            f"| {_fmt(a, unit)} | {_units(other['active_units'])} | {_signed(change, unit)} {unit}{noise} |")
+    if not rows:
+        return ""
+    flags = []
+    for flag, key in (("datasets", "dataset"), ("models", "model"), ("priors", "prior")):
+        flags.append(f"--{flag} {' '.join(sorted({o[key] for o in others}, key=lambda v: str(v)))}")
+    for flag, key in (("epochs", "epoch_budget"), ("warmup", "warmup"), ("test-limit", "n_test")):
+        flags += sorted({f"--{flag} {o['dataset']}={o[key]}" for o in others})
+    command = (f"python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {others_dir} "
+               f"{' '.join(flags)} --no-report")
+    return f"""
+### The same cells under another budget
+
+The runs in `{others_dir}` (same code, data and test points; another warm-up or epoch budget),
+beside the main table's. "change": the second budget's LL minus the main one's, in the paper's
+unit, positive when the second is better; 2σ is the paired error. Produced by
+`{command}`, then the main command with `--report-only --compare-runs-dir {others_dir}`.
+
+| dataset | model | prior | main: warm-up, epochs, best | main LL | main AU | other: warm-up, epochs, best | other LL | other AU | change |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
+def render_section(records: list[dict], others: list[dict] = (), others_dir: Path | None = None) -> str:
     if not records:
         body = "No reproduction run has finished yet; see `benchmarks/reproduce.py`."
         return f"{SECTION_START}\n## Reproduction\n\n{body}\n{SECTION_END}"
@@ -704,7 +750,7 @@ over √N (marked "unpaired" where a run's per-point values are missing and the 
 {claims}
 
 {summary}
-
+{budget_check(records, others, others_dir)}
 ### Why our numbers differ from the paper's
 
 {budget_bullet}
@@ -747,9 +793,10 @@ test-point counts were raised later; a changed count re-evaluates without retrai
 {SECTION_END}"""
 
 
-def write_results_md(records: list[dict], path: Path = RESULTS_MD) -> None:
+def write_results_md(records: list[dict], others: list[dict] = (), others_dir: Path | None = None,
+                     path: Path = RESULTS_MD) -> None:
     """Replace only the text between the reproduction markers (re-read right before writing)."""
-    section = render_section(records)
+    section = render_section(records, others, others_dir)
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
     start, end = text.find(SECTION_START), text.find(SECTION_END)
     if start != -1 and end != -1 and end > start:
@@ -763,8 +810,9 @@ def report(args) -> None:
     if args.no_report:
         return
     records = collect_records(args.runs_dir)
+    others = collect_records(args.compare_runs_dir) if args.compare_runs_dir else []
     write_results_json(records)
-    write_results_md(records)
+    write_results_md(records, others, args.compare_runs_dir)
     log(f"wrote {len(records)} reproduction records to {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
 
 

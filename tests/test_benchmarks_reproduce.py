@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,7 +97,18 @@ def test_report_section_replaces_only_its_markers(tmp_path, paired):
     path = tmp_path / "RESULTS.md"
     path.write_text(f"# Benchmarks\n\nkept above\n\n{reproduce.SECTION_START}\nold\n{reproduce.SECTION_END}\n\nkept below\n")
     records = [record("standard", paired[0]), record("vampprior", paired[1])]
-    reproduce.write_results_md(records, path)
+    reproduce.write_results_md(records, path=path)
     text = path.read_text()
     assert "kept above" in text and "kept below" in text and "\nold\n" not in text
     assert text.count(reproduce.SECTION_START) == 1 and "| Caltech 101 Silhouettes | VAE | vampprior |" in text
+
+
+def test_budget_check_lists_cells_run_under_another_budget(tmp_path, paired):
+    standard, vamp = paired
+    main = [record("standard", standard), record("vampprior", vamp)]
+    longer = [record("vampprior", vamp + 3.0, warmup=100, epochs=250, epoch_budget=400, best_epoch=200, active=36)]
+    text = reproduce.budget_check(main, longer, Path("runs/other"))
+    (row,) = [line for line in text.splitlines() if line.startswith("| Caltech")]
+    assert "| vampprior | 1, 100/300, best 60 |" in row and "| 100, 250/400, best 200 |" in row
+    assert "| 36 | +3.00 nats (2σ ≈ 0.00) |" in row
+    assert reproduce.budget_check(main, [], None) == ""
