@@ -17,6 +17,11 @@ models trained here are small. The cost: jobs share torch's global RNG with each
 pages, so a run trained here is valid but not bit-for-bit reproducible (train with the CLI for that).
 At interpreter exit, running jobs are asked to stop and given a few seconds; a job cut short keeps
 a consistent checkpoint anyway, since every file is written atomically.
+
+A job that trains to the end (its epochs, or early stopping) then evaluates the best weights as
+`python -m vae_core evaluate` does (S = 5000 importance samples, on at most `EVAL_MAX_IMAGES` test
+images) and writes metrics.json, so the run's pages show its test metrics like a shipped
+checkpoint's; the stop button skips that step.
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ from pathlib import Path
 import torch
 
 from vae_core import checkpoint as ckpt
-from vae_core.data import DatasetSplits, get_spec
+from vae_core.data import DatasetSplits, get_spec, load_dataset
 from vae_core.errors import CheckpointError, VampvizError
+from vae_core.evaluate import DEFAULT_SAMPLES, evaluate
 from vae_core.models import ModelConfig
-from vae_core.train import Progress, TrainConfig, train
+from vae_core.train import Progress, TrainConfig, resolve_device, train
 
 LOCK_FILE = ".train.lock"
-ACTIVE_STATES = ("running", "stopping")
+ACTIVE_STATES = ("running", "evaluating", "stopping")
+EVAL_MAX_IMAGES = 1000  # test images evaluated after training (all of digits' 360; a sample of larger sets)
 _log = logging.getLogger(__name__)
 
 
@@ -79,6 +86,8 @@ class JobStatus:
     eta: float | None = None  # seconds left at the pace since the first step (None: unknown or ended)
     error: str | None = None
     stopped_early: bool = False
+    evaluated: int = 0  # test images evaluated so far after training
+    to_evaluate: int = 0  # test images the evaluation covers (0: none started)
 
     @property
     def active(self) -> bool:
@@ -91,7 +100,10 @@ class JobStatus:
 
     @property
     def fraction(self) -> float:
-        """Share of the planned epochs done, counting the current epoch's steps, in [0, 1]."""
+        """Share of the planned epochs done, counting the current epoch's steps, in [0, 1]; while
+        evaluating, the share of test images done."""
+        if self.state == "evaluating":
+            return self.evaluated / self.to_evaluate if self.to_evaluate else 0.0
         return done_fraction(self.epoch, self.step if self.active else 0, self.steps, self.train_config.epochs)
 
 
@@ -107,6 +119,10 @@ def eta_seconds(seconds: float, fraction_then: float, fraction_now: float) -> fl
     return None if done <= 0 or seconds <= 0 else seconds / done * (1.0 - fraction_now)
 
 
+class _EvaluationSkipped(Exception):
+    """Raised from the evaluation's progress callback when the stop button is pressed."""
+
+
 class _Job:
     """The mutable side of a job; the training thread writes it, pages read `status()` copies."""
 
@@ -116,6 +132,7 @@ class _Job:
         self.first_epoch = self.epoch = len(history)
         self.step = self.steps = 0
         self.state, self.error, self.stopped_early = "running", None, False
+        self.evaluated = self.to_evaluate = 0
         self.started, self.ended = time.time(), None
         self.pace_from: tuple[float, float] | None = None  # (time, fraction) at the first step: loading excluded
         self.stop_requested = threading.Event()
@@ -131,10 +148,21 @@ class _Job:
             if self.pace_from is None:
                 self.pace_from = time.time(), done_fraction(self.epoch, self.step, self.steps, p.epochs)
 
+    def begin_evaluation(self, images: int) -> None:
+        with self._lock:
+            if self.state == "running":
+                self.state, self.evaluated, self.to_evaluate = "evaluating", 0, images
+
+    def on_eval_progress(self, done: int, total: int) -> None:
+        if self.stop_requested.is_set():
+            raise _EvaluationSkipped
+        with self._lock:
+            self.evaluated, self.to_evaluate = done, total
+
     def request_stop(self) -> None:
         with self._lock:
             self.stop_requested.set()
-            if self.state == "running":
+            if self.state in ("running", "evaluating"):
                 self.state = "stopping"
 
     def finish(self, state: str, error: str | None = None, stopped_early: bool = False) -> None:
@@ -150,7 +178,7 @@ class _Job:
                 eta = eta_seconds(now - self.pace_from[0], self.pace_from[1], fraction)
             return JobStatus(self.out, self.state, self.model_config, self.train_config, list(self.history),
                              self.epoch, self.step, self.steps, self.started, (self.ended or now) - self.started,
-                             self.first_epoch, eta, self.error, self.stopped_early)
+                             self.first_epoch, eta, self.error, self.stopped_early, self.evaluated, self.to_evaluate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +332,7 @@ class JobRegistry:
 
 
 def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, threads: int | None) -> None:
-    """The training thread: train, then record how it ended as one line (never a traceback)."""
+    """The training thread: train, evaluate, then record how it ended as one line (never a traceback)."""
     state, error, early = "failed", None, False
     try:
         if threads:
@@ -312,6 +340,8 @@ def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, thread
         result = train(job.model_config, job.train_config, job.out, resume=resume, data=data,
                        progress=job.on_progress, should_stop=job.stop_requested.is_set)
         state, early = ("stopped" if result.interrupted else "finished"), result.stopped_early
+        if state == "finished" and not job.stop_requested.is_set():
+            _evaluate_best(job, data)
     except (VampvizError, ValueError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a page shows one line; the log keeps the traceback
@@ -320,6 +350,22 @@ def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, thread
     finally:
         release_lock(lock)  # before the state changes, so whoever sees the end can start again
         job.finish(state, error, early)
+
+
+def _evaluate_best(job: _Job, data: DatasetSplits | None) -> None:
+    """Test metrics of the best weights into metrics.json (what `vae_core evaluate` writes), on at
+    most EVAL_MAX_IMAGES test images; nothing is written if the stop button interrupts it."""
+    config = job.model_config
+    split = data if data is not None else load_dataset(config.dataset, job.train_config.data_dir)
+    images = split.x_test[:EVAL_MAX_IMAGES]
+    job.begin_evaluation(len(images))
+    model = ckpt.load(job.out, resolve_device(job.train_config.device))
+    try:
+        metrics = evaluate(model, images, DEFAULT_SAMPLES, get_spec(config.dataset).input_type,
+                           progress=job.on_eval_progress)
+    except _EvaluationSkipped:
+        return
+    ckpt.write_metrics(job.out, metrics)
 
 
 def default_threads() -> int:
@@ -412,6 +458,9 @@ def format_duration(seconds: float | None) -> str:
 def progress_text(status: JobStatus) -> str:
     """The line above the progress bar."""
     epochs = status.train_config.epochs
+    if status.state == "evaluating":
+        return (f"evaluating the best weights: test log-likelihood with {DEFAULT_SAMPLES} importance samples, "
+                f"{status.evaluated}/{status.to_evaluate} images")
     if status.active:
         current = min(status.epoch + 1, epochs)
         steps = f", step {status.step}/{status.steps}" if status.steps else ""
@@ -420,4 +469,6 @@ def progress_text(status: JobStatus) -> str:
     ended = {"finished": "finished", "stopped": "stopped", "failed": "failed"}[status.state]
     if status.state == "finished" and status.stopped_early:
         ended = "stopped early (the validation loss stopped improving)"
-    return f"{ended} after epoch {status.epoch}/{epochs} · {format_duration(status.elapsed)}"
+    evaluated = (f" · test metrics on {status.evaluated} images in metrics.json"
+                 if status.to_evaluate and status.evaluated == status.to_evaluate else "")
+    return f"{ended} after epoch {status.epoch}/{epochs} · {format_duration(status.elapsed)}{evaluated}"

@@ -150,7 +150,10 @@ def job_panel(out: str, polling: bool) -> None:
     elif status.state in ("finished", "stopped"):
         st.success(f"The checkpoint is in `{status.out}` and listed in the sidebar. "
                    + ("Resume it below to train further." if status.state == "stopped" else ""))
-    if status.active:
+    if status.state == "evaluating":
+        st.button("⏭️ Skip the evaluation", on_click=jobs.REGISTRY.stop, args=(out,), key="stop-job",
+                  help="The checkpoint is complete; `python -m vae_core evaluate` can compute its metrics later")
+    elif status.active:
         st.button("⏹️ Stop after this epoch", on_click=jobs.REGISTRY.stop, args=(out,), key="stop-job",
                   disabled=status.state == "stopping", help="Checkpoints are kept; you can resume later")
     elif status.resumable:

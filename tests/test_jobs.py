@@ -61,6 +61,37 @@ def test_job_trains_in_the_background_and_writes_a_checkpoint(registry, small_di
     assert registry.jobs()[0].out == out.resolve()
 
 
+def test_a_finished_job_evaluates_its_best_weights_into_metrics_json(registry, small_digits, tmp_path):
+    out = tmp_path / "run"
+    registry.start(tiny(), plan(epochs=2), out, data=small_digits)
+    status = finished(registry, out)
+    assert status.state == "finished" and status.evaluated == status.to_evaluate == len(small_digits.x_test)
+    assert "test metrics on 100 images in metrics.json" in jobs.progress_text(status)
+    metrics = ckpt.read_info(out).metrics
+    assert metrics["n_test"] == 100 and metrics["samples"] == 5000
+    assert metrics["elbo"] <= metrics["log_likelihood"] + 1.0 and set(metrics["active_units"]) == {"z"}
+
+
+def test_stopping_during_the_evaluation_skips_it(registry, small_digits, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    seen = []
+    original = jobs._Job.on_eval_progress
+
+    def stop_at_first_image(job, done, total):
+        seen.append(job.status().state)
+        if done == 1:
+            registry.stop(out)
+        original(job, done, total)
+
+    monkeypatch.setattr(jobs._Job, "on_eval_progress", stop_at_first_image)
+    registry.start(tiny(), plan(epochs=1), out, data=small_digits)
+    status = finished(registry, out)
+    assert seen == ["evaluating"]  # the evaluation ends at the first progress report after the stop
+    assert status.state == "finished" and status.error is None and status.evaluated == 0
+    assert not (out / ckpt.METRICS_FILE).exists() and not (out / jobs.LOCK_FILE).exists()
+    assert "metrics.json" not in jobs.progress_text(status)
+
+
 def test_stop_ends_after_the_current_epoch_and_resume_continues_the_history(registry, small_digits, tmp_path):
     out = tmp_path / "run"
     registry.start(tiny(), plan(epochs=1000), out, data=small_digits)
