@@ -112,3 +112,13 @@ def test_budget_check_lists_cells_run_under_another_budget(tmp_path, paired):
     assert "| vampprior | 1, 100/300, best 60 |" in row and "| 100, 250/400, best 200 |" in row
     assert "| 36 | +3.00 nats (2σ ≈ 0.00) |" in row
     assert reproduce.budget_check(main, [], None) == ""
+
+
+def test_claim_summary_says_where_the_standard_prior_switched_units_off(paired):
+    standard, vamp = paired
+    text = reproduce.claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=27)])
+    assert "Claim (1): the VampPrior has the better test LL in 1 of 1 comparisons, 1 of them beyond" in text
+    assert "Not confirmed here." in text and "still uses every unit" not in text
+    assert "Caltech 101 Silhouettes VAE: 27 with the standard prior, 27 with the VampPrior" in text
+    agrees = reproduce.claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=33)])
+    assert "The direction agrees with the paper." in agrees and "Not confirmed" not in agrees
