@@ -589,10 +589,11 @@ def why_budget(records: list[dict], others: list[dict] = ()) -> str:
     """The budget bullet of "why we differ", with the numbers of this run (and of the runs under
     another budget, `others`, where some cells were also run that way)."""
     gaps = []
-    for r in records:
+    for r in [*records, *others]:
         paper = PAPER_TABLE2.get((r["dataset"], r["model"], r["prior"]))
         if paper:
-            gaps.append(f"{DATASETS[r['dataset']]['title']} {r['model'].upper()} + {r['prior']} is "
+            gaps.append(f"{DATASETS[r['dataset']]['title']} {r['model'].upper()} + {r['prior']} after "
+                        f"{r['epochs']} epochs is "
                         f"{_fmt(abs(ours_in_paper_unit(r['dataset'], r) - paper[0]), r['unit'])} {r['unit']} "
                         f"{'below' if ours_in_paper_unit(r['dataset'], r) < paper[0] else 'above'} the paper's")
     caltech = [r for r in records if r["dataset"] == "caltech101"]
@@ -657,7 +658,8 @@ def budget_check(records: list[dict], others: list[dict], others_dir: Path | Non
     by_key = {(r["dataset"], r["model"], r["prior"]): r for r in records}
     rows = []
     for other in others:
-        main = by_key.get((other["dataset"], other["model"], other["prior"]))
+        key = (other["dataset"], other["model"], other["prior"])
+        main = by_key.get(key)
         if not main:
             continue
         unit, dataset = main["unit"], main["dataset"]
@@ -671,7 +673,8 @@ def budget_check(records: list[dict], others: list[dict], others_dir: Path | Non
             f"| {main['warmup']}, {main['epochs']}/{main['epoch_budget']}, best {main['best_epoch']} "
             f"| {_fmt(b, unit)} | {_units(main['active_units'])} "
             f"| {other['warmup']}, {other['epochs']}/{other['epoch_budget']}, best {other['best_epoch']} "
-            f"| {_fmt(a, unit)} | {_units(other['active_units'])} | {_signed(change, unit)} {unit}{noise} |")
+            f"| {_fmt(a, unit)} | {_units(other['active_units'])} | {_signed(change, unit)} {unit}{noise} "
+            f"| {_fmt(PAPER_TABLE2[key][0], unit) if key in PAPER_TABLE2 else ''} |")
     if not rows:
         return ""
     flags = []
@@ -689,8 +692,8 @@ beside the main table's. "change": the second budget's LL minus the main one's, 
 unit, positive when the second is better; 2σ is the paired error. Produced by
 `{command}`, then the main command with `--report-only --compare-runs-dir {others_dir}`.
 
-| dataset | model | prior | main: warm-up, epochs, best | main LL | main AU | other: warm-up, epochs, best | other LL | other AU | change |
-|---|---|---|---|---|---|---|---|---|---|
+| dataset | model | prior | main: warm-up, epochs, best | main LL | main AU | other: warm-up, epochs, best | other LL | other AU | change | paper LL |
+|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 
