@@ -341,7 +341,11 @@ def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, thread
                        progress=job.on_progress, should_stop=job.stop_requested.is_set)
         state, early = ("stopped" if result.interrupted else "finished"), result.stopped_early
         if state == "finished" and not job.stop_requested.is_set():
-            _evaluate_best(job, data)
+            try:
+                _evaluate_best(job, data)
+            except Exception as exc:  # noqa: BLE001 - the run itself is complete; say so in one line
+                _log.exception("evaluating %s failed", job.out)
+                error = f"trained, but the evaluation failed: {type(exc).__name__}: {str(exc).strip()[:200]}"
     except (VampvizError, ValueError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a page shows one line; the log keeps the traceback

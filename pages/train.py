@@ -148,6 +148,8 @@ def job_panel(out: str, polling: bool) -> None:
     if status.state == "failed":
         st.error(status.error)
     elif status.state in ("finished", "stopped"):
+        if status.error:
+            st.warning(status.error)
         st.success(f"The checkpoint is in `{status.out}` and listed in the sidebar. "
                    + ("Resume it below to train further." if status.state == "stopped" else ""))
     if status.state == "evaluating":

@@ -265,3 +265,15 @@ def test_cli_snapshot_every(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse refuses a negative period
         main(["train", "--snapshot-every", "-1", "--out", str(tmp_path / "x")])
     assert "must be zero or more" in capsys.readouterr().err
+
+
+def test_a_failed_evaluation_keeps_the_finished_run(registry, small_digits, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(jobs, "evaluate", broken)
+    out = tmp_path / "run"
+    registry.start(tiny(), plan(epochs=1), out, data=small_digits)
+    status = finished(registry, out)
+    assert status.state == "finished" and status.error == "trained, but the evaluation failed: RuntimeError: out of memory"
+    assert ckpt.load(out) is not None and not (out / ckpt.METRICS_FILE).exists()
