@@ -10,15 +10,16 @@ so the whole (B, K) table is one addmm, [z^2, z] @ [-1/(2v), m/v]^T + c_k (a sin
 result, where separate products and sums take four), which runs at matmul speed and never
 materialises B*K*D numbers. The expansion cancels: each term is ~|z|^2/v while their sum is
 ~|z - m|^2/v, so rounding loses ~eps * D * |z|^2 / v nats (in float32 0.03 nats at D = 40,
-|z| ~ 3 and log-variance -6). Two measures keep it exact enough. The coordinates are first centred on the batch's mean, which does
-not change the result but shrinks |z| to the batch's spread. Then the (B, K) table is formed in
-float32 only where a bound on its rounding error, eps32 * 4 * max_b sum_d z_bd^2 * max_k 1/v_kd on
-the centred z, is below `FLOAT32_TOLERANCE` nats, and in float64 otherwise. The importance
-sampler's chunks (thousands of samples of one test point, spread like its posterior) pass and run
-at float32 speed, about twice float64's; training batches of different images mostly fall back
-to float64, where the table is small. A component's own m^2/v terms round in proportion to its
-log-density, so the components that dominate the mixture are the accurate ones. Devices without
-float64 (Apple MPS) use the direct (B, K, D) form in chunks instead.
+|z| ~ 3 and log-variance -6). Two measures keep it exact enough. The coordinates are first centred
+on the batch's mean, which does not change the result but shrinks |z| to the batch's spread. Then
+the (B, K) table is formed in float32 only where a bound on its rounding error,
+eps32 * 4 * max_b sum_d z_bd^2 * max_k 1/v_kd on the centred z, is below `FLOAT32_TOLERANCE` nats,
+and in float64 otherwise. The importance sampler's chunks (thousands of samples of one test point,
+spread like its posterior) pass and run at float32 speed, about twice float64's; training batches
+of different images mostly fall back to float64, where the table is small. A component's own
+m^2/v terms round in proportion to its log-density, so the components that dominate the mixture
+are the accurate ones. Devices without float64 (Apple MPS) use the direct (B, K, D) form in chunks
+instead.
 """
 
 from __future__ import annotations
