@@ -8,9 +8,8 @@ Two guards keep two jobs out of one folder (different folders are independent: t
 inside its own):
 - in this process, `start` refuses a folder whose job is still running: `JobAlreadyRunning`
   carries that job's status, so the page shows it instead of starting a duplicate;
-- across processes (two servers), the folder's lock file `.train.lock` is created with
-  O_CREAT | O_EXCL and holds the owner's pid and host; a lock whose process is dead is stale and
-  is taken over (two processes taking over the same stale lock at the same instant is not guarded).
+- across processes (two servers, or a server and `python -m vae_core train`), the folder's lock
+  file (`vae_core.locking`) refuses a second trainer with `FolderLocked`.
 
 Threads, not processes: a process would start by importing torch, seconds on a busy machine, and the
 models trained here are small. The cost: jobs share torch's global RNG with each other and with the
@@ -31,7 +30,6 @@ import logging
 import math
 import os
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -43,10 +41,10 @@ from vae_core import checkpoint as ckpt
 from vae_core.data import DatasetSplits, get_spec, load_dataset
 from vae_core.errors import CheckpointError, VampvizError
 from vae_core.evaluate import DEFAULT_SAMPLES, evaluate
+from vae_core.locking import acquire_lock, release_lock
 from vae_core.models import ModelConfig
 from vae_core.train import Progress, TrainConfig, resolve_device, train
 
-LOCK_FILE = ".train.lock"
 ACTIVE_STATES = ("running", "evaluating", "stopping")
 EVAL_MAX_IMAGES = 1000  # test images evaluated after training (all of digits' 360; a sample of larger sets)
 _log = logging.getLogger(__name__)
@@ -60,10 +58,6 @@ class JobAlreadyRunning(JobError):
     def __init__(self, status: JobStatus):
         super().__init__(f"a job is already training into {status.out}; showing its progress")
         self.status = status
-
-
-class FolderLocked(JobError):
-    """Another process holds the folder's lock file."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,76 +173,6 @@ class _Job:
             return JobStatus(self.out, self.state, self.model_config, self.train_config, list(self.history),
                              self.epoch, self.step, self.steps, self.started, (self.ended or now) - self.started,
                              self.first_epoch, eta, self.error, self.stopped_early, self.evaluated, self.to_evaluate)
-
-
-# --------------------------------------------------------------------------------------------
-# The cross-process lock file
-
-_held_locks: set[Path] = set()  # lock files this process holds (a lock with our own pid but not here is stale)
-
-
-def _lock_owner(path: Path) -> tuple[int, str] | None:
-    """(pid, host) written in a lock file, or None when it is unreadable or garbled."""
-    try:
-        pid, host = path.read_text().split()
-        return int(pid), host
-    except (OSError, ValueError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def lock_is_stale(path: Path, garbled_after: float = 10.0) -> bool:
-    """A lock whose process has died (on this host), or a garbled one older than `garbled_after` s."""
-    owner = _lock_owner(path)
-    if owner is None:
-        try:
-            return time.time() - path.stat().st_mtime > garbled_after  # a young one may be mid-write
-        except FileNotFoundError:
-            return True
-    pid, host = owner
-    if host != socket.gethostname():
-        return False  # cannot check a process on another machine
-    if pid == os.getpid():
-        return path not in _held_locks
-    return not _pid_alive(pid)
-
-
-def acquire_lock(out: Path) -> Path:
-    """Create `out/.train.lock` exclusively (taking over a stale one); raises FolderLocked."""
-    path = Path(out) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if attempt == 0 and lock_is_stale(path):
-                path.unlink(missing_ok=True)
-                continue
-            owner = _lock_owner(path)
-            who = f"process {owner[0]} on {owner[1]}" if owner else "another process"
-            raise FolderLocked(f"{out} is being trained into by {who}; if nothing is training there, "
-                               f"delete {path}") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {socket.gethostname()}\n")
-        _held_locks.add(path)
-        return path
-    raise AssertionError("unreachable")
-
-
-def release_lock(path: Path) -> None:
-    """Remove a lock this process holds (never one another process has taken over since)."""
-    _held_locks.discard(path)
-    if _lock_owner(path) == (os.getpid(), socket.gethostname()):
-        path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from vae_core import cli
+from vae_core.locking import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "16", "--latent-dim", "3", "--latent-dim-z1", "2", "-K", "5", "--device", "cpu"]
@@ -170,6 +172,29 @@ def test_train_refuses_an_existing_checkpoint(trained, capsys):
     code, _, err = run(["train", "--epochs", "1", "--out", trained, *TINY], capsys)
     assert_one_line_error(code, err, "already holds a checkpoint", "--resume")
     assert (trained / "model.safetensors").read_bytes() == before
+
+
+def test_train_refuses_a_folder_another_live_process_trains_into(tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(f"{os.getppid()} {socket.gethostname()}\n")  # our parent is alive
+    code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
+    assert_one_line_error(code, err, f"process {os.getppid()}", LOCK_FILE)
+    assert not (out / "config.json").exists()
+
+
+def test_train_holds_the_folder_lock_while_training_and_releases_it(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    seen = []
+    original = cli.train
+
+    def spying_train(*args, **kwargs):
+        seen.append((out / LOCK_FILE).read_text().split()[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "train", spying_train)
+    code, _, _ = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
+    assert code == 0 and seen == [str(os.getpid())] and not (out / LOCK_FILE).exists()
 
 
 def test_resume_with_other_settings_is_refused(trained, tmp_path, capsys):

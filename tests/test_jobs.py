@@ -15,6 +15,7 @@ import torch
 from dashboard import jobs
 from vae_core import checkpoint as ckpt
 from vae_core.errors import CheckpointError
+from vae_core.locking import LOCK_FILE, FolderLocked
 from vae_core.snapshots import list_snapshots, load_snapshot, save_snapshot, snapshot_path
 from vae_core.train import TrainConfig
 
@@ -56,7 +57,7 @@ def test_job_trains_in_the_background_and_writes_a_checkpoint(registry, small_di
     assert "finished after epoch 3/3" in jobs.progress_text(status)
     model = ckpt.load(out)  # a valid, loadable checkpoint
     assert model.prior.num_components == 10
-    assert not (out / jobs.LOCK_FILE).exists(), "the lock file must be removed when the job ends"
+    assert not (out / LOCK_FILE).exists(), "the lock file must be removed when the job ends"
     assert [e for e, _ in list_snapshots(out)] == [1, 2, 3]  # the first, every 2nd, and the last
     assert registry.jobs()[0].out == out.resolve()
 
@@ -88,7 +89,7 @@ def test_stopping_during_the_evaluation_skips_it(registry, small_digits, tmp_pat
     status = finished(registry, out)
     assert seen == ["evaluating"]  # the evaluation ends at the first progress report after the stop
     assert status.state == "finished" and status.error is None and status.evaluated == 0
-    assert not (out / ckpt.METRICS_FILE).exists() and not (out / jobs.LOCK_FILE).exists()
+    assert not (out / ckpt.METRICS_FILE).exists() and not (out / LOCK_FILE).exists()
     assert "metrics.json" not in jobs.progress_text(status)
 
 
@@ -100,7 +101,7 @@ def test_stop_ends_after_the_current_epoch_and_resume_continues_the_history(regi
     status = finished(registry, out)
     assert status.state == "stopped" and status.epoch == 1 and len(status.history) == 1
     assert not registry.stop(out), "nothing left to stop"
-    assert not (out / jobs.LOCK_FILE).exists()
+    assert not (out / LOCK_FILE).exists()
 
     model_config, train_config = jobs.saved_configs(out, epochs=3)
     assert model_config == tiny() and train_config.warmup == 1 and train_config.epochs == 3
@@ -133,7 +134,7 @@ def test_a_second_start_into_a_running_folder_is_refused_with_the_running_job(re
         registry.start(tiny("mog"), plan(epochs=2), out, data=small_digits)
     assert refused.value.status.out == out.resolve() and refused.value.status.model_config.prior == "vampprior"
     # another registry (as another server would) meets the lock file instead
-    with pytest.raises(jobs.FolderLocked, match=f"process {os.getpid()}"):
+    with pytest.raises(FolderLocked, match=f"process {os.getpid()}"):
         jobs.JobRegistry().start(tiny(), plan(), tmp_path / "run" / ".." / "run", data=small_digits)
     registry.stop(out)
     assert finished(registry, out).state == "stopped"
@@ -145,17 +146,17 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(registry, small_digit
     dead.wait()
     out = tmp_path / "stale"
     out.mkdir()
-    (out / jobs.LOCK_FILE).write_text(f"{dead.pid} {socket.gethostname()}\n")
+    (out / LOCK_FILE).write_text(f"{dead.pid} {socket.gethostname()}\n")
     registry.start(tiny(), plan(epochs=1), out, data=small_digits)
     assert finished(registry, out).state == "finished"
-    assert not (out / jobs.LOCK_FILE).exists()
+    assert not (out / LOCK_FILE).exists()
 
     live = tmp_path / "live"
     live.mkdir()
-    (live / jobs.LOCK_FILE).write_text(f"{os.getppid()} {socket.gethostname()}\n")  # our parent is alive
-    with pytest.raises(jobs.FolderLocked, match=f"process {os.getppid()}"):
+    (live / LOCK_FILE).write_text(f"{os.getppid()} {socket.gethostname()}\n")  # our parent is alive
+    with pytest.raises(FolderLocked, match=f"process {os.getppid()}"):
         registry.start(tiny(), plan(epochs=1), live, data=small_digits)
-    assert (live / jobs.LOCK_FILE).exists() and not (live / ckpt.CONFIG_FILE).exists()
+    assert (live / LOCK_FILE).exists() and not (live / ckpt.CONFIG_FILE).exists()
 
 
 def test_folder_checks_before_starting(registry, small_digits, tmp_path):
@@ -169,7 +170,7 @@ def test_folder_checks_before_starting(registry, small_digits, tmp_path):
         registry.start(tiny(), plan(), out, resume=True, data=small_digits)
     with pytest.raises(ValueError, match="epochs"):
         registry.start(tiny(), plan(epochs=0), tmp_path / "other", data=small_digits)
-    assert not (tmp_path / "other" / jobs.LOCK_FILE).exists()
+    assert not (tmp_path / "other" / LOCK_FILE).exists()
 
 
 def test_errors_in_the_job_become_one_line(registry, small_digits, tmp_path, monkeypatch):
@@ -177,7 +178,7 @@ def test_errors_in_the_job_become_one_line(registry, small_digits, tmp_path, mon
     registry.start(tiny(), plan(), tmp_path / "nan", data=nan_val)
     status = finished(registry, tmp_path / "nan")
     assert status.state == "failed" and "diverged" in status.error and "\n" not in status.error
-    assert not (tmp_path / "nan" / jobs.LOCK_FILE).exists()
+    assert not (tmp_path / "nan" / LOCK_FILE).exists()
 
     monkeypatch.setenv("VAMPVIZ_DATA_DIR", str(tmp_path / "no-data"))
     config = dataclasses.replace(tiny("standard"), dataset="mnist", input_shape=(1, 28, 28))

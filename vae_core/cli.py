@@ -7,6 +7,7 @@ one-line message on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from .errors import VampvizError
 from .evaluate import DEFAULT_SAMPLES, evaluate
 from .imaging import image_grid, save_png
 from .likelihoods import LIKELIHOODS
+from .locking import training_lock
 from .models import MODELS, ModelConfig
 from .networks import ARCHITECTURES
 from .priors import PRIORS
@@ -133,8 +135,12 @@ def _train(args) -> None:
         bar.set_postfix(postfix, refresh=False)
         bar.update((p.epoch - 1) * p.steps + p.step - bar.n)
 
+    # one trainer per folder (a dashboard job or another run would interleave checkpoints); under
+    # torchrun rank 0 holds the lock for all ranks
+    lock = training_lock(args.out) if is_main_process() else contextlib.nullcontext()
     try:
-        result = train(config, train_config, args.out, resume=args.resume, progress=show)
+        with lock:
+            result = train(config, train_config, args.out, resume=args.resume, progress=show)
     finally:
         if bar is not None:
             bar.close()
