@@ -677,20 +677,26 @@ def budget_check(records: list[dict], others: list[dict], others_dir: Path | Non
             f"| {_fmt(PAPER_TABLE2[key][0], unit) if key in PAPER_TABLE2 else ''} |")
     if not rows:
         return ""
-    flags = []
-    for flag, key in (("datasets", "dataset"), ("models", "model"), ("priors", "prior")):
-        flags.append(f"--{flag} {' '.join(sorted({o[key] for o in others}, key=lambda v: str(v)))}")
-    for flag, key in (("epochs", "epoch_budget"), ("warmup", "warmup"), ("test-limit", "n_test")):
-        flags += sorted({f"--{flag} {o['dataset']}={o[key]}" for o in others})
-    command = (f"python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {others_dir} "
-               f"{' '.join(flags)} --no-report")
+    commands = []
+    for dataset in DATASETS:  # one command per dataset: exactly its cells (models x priors)
+        cells = [o for o in others if o["dataset"] == dataset]
+        if not cells:
+            continue
+        flags = [f"--datasets {dataset}"]
+        for flag, key in (("models", "model"), ("priors", "prior")):
+            flags.append(f"--{flag} {' '.join(sorted({o[key] for o in cells}))}")
+        for flag, key in (("epochs", "epoch_budget"), ("warmup", "warmup"), ("test-limit", "n_test")):
+            flags += sorted({f"--{flag} {dataset}={o[key]}" for o in cells})
+        commands.append(f"`python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {others_dir} "
+                        f"{' '.join(flags)} --no-report`")
+    command = " and ".join(commands)
     return f"""
 ### The same cells under another budget
 
 The runs in `{others_dir}` (same code, data and test points; another warm-up or epoch budget),
 beside the main table's. "change": the second budget's LL minus the main one's, in the paper's
 unit, positive when the second is better; 2σ is the paired error. Produced by
-`{command}`, then the main command with `--report-only --compare-runs-dir {others_dir}`.
+{command}, then the main command with `--report-only --compare-runs-dir {others_dir}`.
 
 | dataset | model | prior | main: warm-up, epochs, best | main LL | main AU | other: warm-up, epochs, best | other LL | other AU | change | paper LL |
 |---|---|---|---|---|---|---|---|---|---|---|
