@@ -34,6 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- dashboard:start -->", "<!-- dashboard:end -->"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report_files import cpu_name, replace_section  # noqa: E402
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -149,12 +153,7 @@ def pages() -> list[str]:
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return (f"{cpu}, {os.cpu_count()} CPU cores, no GPU used, "
+    return (f"{cpu_name()}, {os.cpu_count()} CPU cores, no GPU used, "
             f"Python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.release()}")
 
 
@@ -165,13 +164,7 @@ def table(rows: list[tuple[str, str]]) -> str:
 
 
 def write_section(text: str) -> None:
-    section = f"{START}\n{text}\n{END}"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + section + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(new)
+    replace_section(RESULTS, START, END, f"{START}\n{text}\n{END}")
 
 
 def main() -> None:

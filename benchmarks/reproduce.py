@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
-import platform
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -55,6 +52,7 @@ if str(ROOT) not in sys.path:
 import numpy as np
 import torch
 
+from benchmarks.report_files import cpu_name, replace_records, replace_section
 from vae_core import checkpoint as ckpt
 from vae_core.data import get_spec, load_dataset
 from vae_core.evaluate import evaluate
@@ -274,15 +272,7 @@ def check_resumable(out: Path, train_config: TrainConfig) -> None:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{device.type} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {cpu})"
+    return f"{device.type} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {cpu_name()})"
 
 
 def log(message: str) -> None:
@@ -414,30 +404,9 @@ def collect_records(runs_dir: Path) -> list[dict]:
     return records
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; these are ordinary repository files
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_results_json(records: list[dict], path: Path = RESULTS_JSON) -> None:
     """Replace the reproduction records, keep every other record (re-read right before writing)."""
-    existing = []
-    if path.is_file():
-        text = path.read_text()
-        existing = json.loads(text) if text.strip() else []
-        if not isinstance(existing, list):
-            raise SystemExit(f"error: {path} is not a JSON list; not overwriting it")
-    kept = [r for r in existing if not (isinstance(r, dict) and r.get("kind") == KIND)]
-    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
-    atomic_write_text(path, json.dumps(kept + public, indent=2) + "\n")
+    replace_records(path, KIND, [{k: v for k, v in r.items() if not k.startswith("_")} for r in records])
 
 
 def _fmt(value, unit: str) -> str:
@@ -839,14 +808,7 @@ test-point counts were raised later; a changed count re-evaluates without retrai
 def write_results_md(records: list[dict], others: list[dict] = (), others_dir: Path | None = None,
                      path: Path = RESULTS_MD) -> None:
     """Replace only the text between the reproduction markers (re-read right before writing)."""
-    section = render_section(records, others, others_dir)
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start != -1 and end != -1 and end > start:
-        text = text[:start] + section + text[end + len(SECTION_END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    atomic_write_text(path, text)
+    replace_section(path, SECTION_START, SECTION_END, render_section(records, others, others_dir))
 
 
 def report(args) -> None:

@@ -578,15 +578,11 @@ def spawn(args, child: str, timeout: float, extra: list[str] = (), env: dict | N
 
 
 def machine_info(args) -> dict:
+    from benchmarks.report_files import cpu_name
+
     torch = _torch()
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     info = {
-        "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+        "cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
         "threads": args.threads or torch.get_num_threads(), "device": args.device,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -794,12 +790,9 @@ def summarise(args, info, train, compiled, evaluation, memory) -> tuple[list[dic
 
 
 def write_results(records: list[dict], lines: list[str], info: dict, args) -> None:
-    previous = []
-    if RESULTS_JSON.is_file():
-        with contextlib.suppress(json.JSONDecodeError):
-            previous = json.loads(RESULTS_JSON.read_text())
-    kept = [r for r in previous if not (isinstance(r, dict) and r.get("kind") == KIND)]
-    _atomic_write(RESULTS_JSON, json.dumps(kept + records, indent=2) + "\n")
+    from benchmarks.report_files import replace_records, replace_section
+
+    replace_records(RESULTS_JSON, KIND, records)
 
     load = info.get("load_average_start"), info.get("load_average_end")
     header = [
@@ -811,21 +804,7 @@ def write_results(records: list[dict], lines: list[str], info: dict, args) -> No
         "time, so every figure is the best of a few repetitions and the variants are timed in rotation; the "
         "one-thread CPU-time figures are the least sensitive to other jobs.", "",
     ]
-    section = "\n".join(header + lines + [MD_END])
-    text = RESULTS_MD.read_text() if RESULTS_MD.is_file() else "# Benchmarks\n"
-    if MD_START in text and MD_END in text:
-        before, rest = text.split(MD_START, 1)
-        after = rest.split(MD_END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    _atomic_write(RESULTS_MD, text)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    replace_section(RESULTS_MD, MD_START, MD_END, "\n".join(header + lines + [MD_END]))
 
 
 def main(argv=None) -> int:
