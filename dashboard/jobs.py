@@ -261,6 +261,8 @@ def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, thread
     try:
         if threads:
             torch.set_num_threads(threads)
+        if data is None:  # loaded once for training and the evaluation after it
+            data = load_dataset(job.model_config.dataset, job.train_config.data_dir)
         result = train(job.model_config, job.train_config, job.out, resume=resume, data=data,
                        progress=job.on_progress, should_stop=job.stop_requested.is_set)
         state, early = ("stopped" if result.interrupted else "finished"), result.stopped_early
@@ -269,23 +271,28 @@ def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, thread
                 _evaluate_best(job, data)
             except Exception as exc:  # noqa: BLE001 - the run itself is complete; say so in one line
                 _log.exception("evaluating %s failed", job.out)
-                error = f"trained, but the evaluation failed: {type(exc).__name__}: {str(exc).strip()[:200]}"
+                error = f"trained, but the evaluation failed: {_one_line(exc)}"
     except (VampvizError, ValueError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a page shows one line; the log keeps the traceback
         _log.exception("training into %s failed", job.out)
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no message'}"
+        error = _one_line(exc)
     finally:
         release_lock(lock)  # before the state changes, so whoever sees the end can start again
         job.finish(state, error, early)
 
 
-def _evaluate_best(job: _Job, data: DatasetSplits | None) -> None:
+def _one_line(exc: Exception) -> str:
+    """An unexpected exception as the one line a page shows (the log keeps the traceback)."""
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message.splitlines()[0] if message else 'no message'}"
+
+
+def _evaluate_best(job: _Job, data: DatasetSplits) -> None:
     """Test metrics of the best weights into metrics.json (what `vae_core evaluate` writes), on at
     most EVAL_MAX_IMAGES test images; nothing is written if the stop button interrupts it."""
     config = job.model_config
-    split = data if data is not None else load_dataset(config.dataset, job.train_config.data_dir)
-    images = split.x_test[:EVAL_MAX_IMAGES]
+    images = data.x_test[:EVAL_MAX_IMAGES]
     job.begin_evaluation(len(images))
     model = ckpt.load(job.out, resolve_device(job.train_config.device))
     try:
