@@ -20,7 +20,8 @@ What is measured (each in a fresh subprocess, so peak memory is per measurement)
    baseline in the same process, so each ratio compares like with like on a shared machine:
    (a) the pseudo-inputs batched with the data through the encoder, (b) larger batches,
    (c) torch.compile, (d) torch.set_num_threads, plus (e) fused Adam (train() uses it now; the
-   unfused optimiser it replaced is timed) and (f) gated layers with h and g in one matmul.
+   unfused optimiser it replaced is timed), (f) gated layers with h and g in one matmul and (g)
+   h and g stored as one parameter instead of two concatenated at every step.
    Timings are the best of a few repetitions: on a shared machine other jobs only add time.
 2. Test log-likelihood throughput at S = 5000: `vae_core.evaluate.log_likelihood` against the
    original evaluation's loop (per point, 50 full forward passes of 100 samples each, each
@@ -195,8 +196,20 @@ def batched_forward(model, x, beta=1.0):
 
 
 def _two_matmul_gated_forward(self, x):
-    """GatedDense.forward before this benchmark's change: h and g as two matmuls (same parameters)."""
-    return self.h(x) * _torch().sigmoid(self.g(x))
+    """GatedDense.forward as first written: h and g as two matmuls (row views of the same parameters)."""
+    torch = _torch()
+    (h_weight, g_weight), (h_bias, g_bias) = self.weight.chunk(2), self.bias.chunk(2)
+    linear = torch.nn.functional.linear
+    return linear(x, h_weight, h_bias) * torch.sigmoid(linear(x, g_weight, g_bias))
+
+
+def _concatenating_gated_forward(self, x):
+    """GatedDense.forward before it stored h and g in one parameter: one matmul, but the two weights
+    (separate parameters then; row views of the one parameter here) concatenated at every call."""
+    torch = _torch()
+    (h_weight, g_weight), (h_bias, g_bias) = self.weight.chunk(2), self.bias.chunk(2)
+    weight, bias = torch.cat([h_weight, g_weight]), torch.cat([h_bias, g_bias])
+    return torch.nn.functional.glu(torch.nn.functional.linear(x, weight, bias), dim=-1)
 
 
 @contextlib.contextmanager
@@ -211,10 +224,11 @@ def patched(owner, name: str, replacement, enabled: bool):
         setattr(owner, name, original)
 
 
-def two_matmul_gates(enabled: bool):
+def gated_forward(replacement=None):
+    """GatedDense.forward replaced by `replacement` (an earlier form of it), if one is given."""
     from vae_core.networks import GatedDense
 
-    return patched(GatedDense, "forward", _two_matmul_gated_forward, enabled)
+    return patched(GatedDense, "forward", replacement, replacement is not None)
 
 
 @contextlib.contextmanager
@@ -231,9 +245,9 @@ def threads(count: int | None):
 
 class TrainVariant:
     def __init__(self, name: str, key: str, batch_size: int = BATCH, forward=library_forward,
-                 fused_adam: bool = True, split_gates: bool = False, num_threads: int | None = None):
+                 fused_adam: bool = True, gates=None, num_threads: int | None = None):
         self.name, self.key, self.batch_size, self.forward = name, key, batch_size, forward
-        self.fused_adam, self.split_gates, self.num_threads = fused_adam, split_gates, num_threads
+        self.fused_adam, self.gates, self.num_threads = fused_adam, gates, num_threads
         self.model = self.optimizer = None
         self.seconds: list[float] = []
         self.cpu_seconds: list[float] = []
@@ -246,7 +260,7 @@ class TrainVariant:
 
     def context(self):
         stack = contextlib.ExitStack()
-        stack.enter_context(two_matmul_gates(self.split_gates))
+        stack.enter_context(gated_forward(self.gates))
         stack.enter_context(threads(self.num_threads))
         return stack
 
@@ -355,7 +369,9 @@ def child_train(args, device) -> dict:
             TrainVariant("(b) batch 1000", "batch1000", batch_size=1000),
             TrainVariant("(e) unfused Adam (train() before it used fused=True)", "unfused_adam", fused_adam=False),
             TrainVariant("(f) gated layers as two matmuls (GatedDense before it fused h and g)", "split_gates",
-                         split_gates=True),
+                         gates=_two_matmul_gated_forward),
+            TrainVariant("(g) h and g weights concatenated at every step (GatedDense before it stored them as "
+                         "one parameter)", "concatenated_gates", gates=_concatenating_gated_forward),
         ]
         if cpu:
             variants += [TrainVariant(f"(d) torch.set_num_threads({t})", f"threads{t}", num_threads=t)
@@ -435,7 +451,8 @@ def evaluator_before(enabled: bool):
     gated layers as two matmuls."""
     from vae_core import distributions
 
-    with patched(distributions, "FLOAT32_TOLERANCE", -math.inf, enabled), two_matmul_gates(enabled):
+    with (patched(distributions, "FLOAT32_TOLERANCE", -math.inf, enabled),
+          gated_forward(_two_matmul_gated_forward if enabled else None)):
         yield
 
 

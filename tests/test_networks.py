@@ -26,10 +26,30 @@ SHAPES = [(1, 8, 8), (1, 28, 28), (1, 28, 20), (3, 8, 8)]
 
 def test_gated_dense_is_h_times_sigmoid_g():
     layer = GatedDense(5, 3)
+    state = layer.state_dict()
     x = torch.randn(4, 5)
-    h = x @ layer.h.weight.T + layer.h.bias
-    g = x @ layer.g.weight.T + layer.g.bias
+    h = x @ state["h.weight"].T + state["h.bias"]
+    g = x @ state["g.weight"].T + state["g.bias"]
     torch.testing.assert_close(layer(x), h / (1 + torch.exp(-g)))
+
+
+def test_gated_dense_keeps_the_checkpoint_names_h_and_g():
+    """One fused parameter inside, but state_dict and load_state_dict speak h.* and g.*, as the
+    checkpoints written before the fusion do; the saved tensors own their storage (safetensors)."""
+    net = nn.Sequential(GatedDense(5, 3))
+    state = net.state_dict()
+    assert {name: tuple(t.shape) for name, t in state.items()} == {
+        "0.h.weight": (3, 5), "0.h.bias": (3,), "0.g.weight": (3, 5), "0.g.bias": (3,)}
+    assert len({t.untyped_storage().data_ptr() for t in state.values()}) == 4
+    assert [name for name, _ in net.named_parameters()] == ["0.weight", "0.bias"]
+
+    h, g = nn.Linear(5, 3), nn.Linear(5, 3)  # the layer as two modules, as it was first written
+    other = nn.Sequential(GatedDense(5, 3))
+    other.load_state_dict({"0.h.weight": h.weight, "0.h.bias": h.bias, "0.g.weight": g.weight, "0.g.bias": g.bias})
+    x = torch.randn(4, 5)
+    torch.testing.assert_close(other(x), h(x) * torch.sigmoid(g(x)))
+    with pytest.raises(RuntimeError, match="Missing key"):  # a half alone is not loaded
+        other.load_state_dict({"0.h.weight": h.weight, "0.g.weight": g.weight, "0.g.bias": g.bias})
 
 
 def test_gated_conv_is_h_times_sigmoid_g_and_keeps_the_size():
