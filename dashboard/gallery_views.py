@@ -7,8 +7,6 @@ with a loaded model reuses them instead of running the network again.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
@@ -16,21 +14,18 @@ from vae_core import imaging
 from vae_core.checkpoint import read_config
 
 from . import gallery
+from .latent import prior_layer
 from .loaders import load_model, load_splits, test_posterior_means, weights_mtime
 
 NEIGHBOURS = 8  # nearest training images kept per component
 
 
-def prior_layer(path: str | Path) -> str:
-    """The latent layer the prior lives on: z for the VAE, z2 for the HVAE."""
-    return list(read_config(path)[0].latent_sizes)[-1]
-
-
 @st.cache_data(show_spinner="Analysing the prior's components…", max_entries=16)
 def _mixture_analysis(path: str, device: str, mtime: float) -> dict | None:  # mtime: cache key only
     splits = load_splits(read_config(path)[0].dataset)
-    return gallery.analyse_mixture(load_model(path, device), test_posterior_means(path, device)[prior_layer(path)],
-                                   splits.x_train, NEIGHBOURS)
+    model = load_model(path, device)
+    return gallery.analyse_mixture(model, test_posterior_means(path, device)[prior_layer(model)], splits.x_train,
+                                   NEIGHBOURS)
 
 
 def mixture_analysis(path, device) -> dict | None:
@@ -69,8 +64,9 @@ def test_reconstructions(path, device, start: int, n: int) -> tuple[np.ndarray, 
 
 @st.cache_data(show_spinner="Interpolating…", max_entries=32)
 def _interpolation(path: str, device: str, mtime: float, a: int, b: int, steps: int) -> np.ndarray:
-    means = test_posterior_means(path, device)[prior_layer(path)]
-    return gallery.decode(load_model(path, device), gallery.interpolate(means[a], means[b], steps))
+    model = load_model(path, device)
+    means = test_posterior_means(path, device)[prior_layer(model)]
+    return gallery.decode(model, gallery.interpolate(means[a], means[b], steps))
 
 
 def interpolation(path, device, a: int, b: int, steps: int) -> np.ndarray:

@@ -501,11 +501,6 @@ def log_prob_histogram_figure(log_p_posterior: np.ndarray, log_p_prior: np.ndarr
 # Images of a picked point
 
 
-def display_scale(shape) -> int:
-    """Nearest-neighbour upscaling so an image is about 112 px on its longer side (8x8 digits: 14x)."""
-    return max(1, 112 // max(shape[-2:]))
-
-
 @torch.no_grad()
 def point_images(model, kind: str, index: int, x_test: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Images explaining a picked point (N, C, H, W) and their captions.

@@ -4,7 +4,7 @@ from contextlib import nullcontext
 
 import streamlit as st
 
-from dashboard import latent
+from dashboard import gallery, latent
 from dashboard.loaders import load_model, load_splits, test_posterior_means, weights_mtime
 from dashboard.state import device, image_scale, plotly_chart, require_entry
 from vae_core.imaging import image_grid, png_bytes
@@ -111,7 +111,7 @@ num_components = len(coords.get("components", []))
 if (kind == "test" and index >= n_test) or (kind == "component" and index >= num_components):
     kind, index = "test", int(st.session_state["latent_index"])  # the focus belonged to another checkpoint
 pictures, captions = latent.point_images(model, kind, index, splits.x_test)
-scale = image_scale(latent.display_scale(pictures.shape))
+scale = image_scale(gallery.display_scale(pictures.shape, 112))
 grid = image_grid(pictures, columns=len(pictures), padding=2, scale=scale)
 with images:
     label = f", label {splits.y_test[index]}" if kind == "test" and splits.y_test is not None else ""

@@ -207,7 +207,6 @@ def test_point_images():
     assert pictures.shape == (2, 1, 8, 8)  # the pseudo-input and the decoded component mean
     pictures, _ = latent.point_images(tiny_model(prior="mog"), "component", 1, x)
     assert pictures.shape == (1, 1, 8, 8)
-    assert latent.display_scale(pictures.shape) == 14
 
 
 # ---- active units ---------------------------------------------------------------------------
