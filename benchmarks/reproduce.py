@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import os
 import sys
@@ -184,6 +185,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="do not touch benchmarks/results.json and RESULTS.md (timing probes)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: rebuild results.json and RESULTS.md from the finished runs")
+    p.add_argument("--replace-report", action="store_true",
+                   help="let the report drop cells it holds that the runs folder has no finished run of "
+                        "(by default it is then left alone, so a fresh clone or a one-cell run cannot "
+                        "wipe the committed table)")
     p.add_argument("--compare-runs-dir", type=Path, default=None, metavar="DIR",
                    help="a second runs folder holding some of the same cells under another budget (e.g. the "
                         "paper's warm-up); RESULTS.md lists them beside the main runs")
@@ -811,14 +816,38 @@ def write_results_md(records: list[dict], others: list[dict] = (), others_dir: P
     replace_section(path, SECTION_START, SECTION_END, render_section(records, others, others_dir))
 
 
-def report(args) -> None:
+def reported_cells(path: Path) -> set[tuple[str, str, str]]:
+    """The (dataset, model, prior) cells that the reproduction records in results.json hold."""
+    try:
+        existing = json.loads(path.read_text() or "[]")
+    except (OSError, json.JSONDecodeError):
+        return set()  # no file yet, or one that replace_records will refuse to overwrite
+    return {(r["dataset"], r["model"], r["prior"]) for r in existing
+            if isinstance(r, dict) and r.get("kind") == KIND and {"dataset", "model", "prior"} <= set(r)}
+
+
+def report(args) -> bool:
+    """Rewrite the reproduction records and section from the finished runs in args.runs_dir.
+
+    Leaves both files alone (returns False) when that would drop cells they report and the runs
+    folder lacks, unless --replace-report: the committed table outlives the runs folders it was
+    made from, which a fresh clone does not have.
+    """
     if args.no_report:
-        return
+        return True
     records = collect_records(args.runs_dir)
+    dropped = reported_cells(RESULTS_JSON) - {(r["dataset"], r["model"], r["prior"]) for r in records}
+    if dropped and not args.replace_report:
+        log(f"left {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.name} alone: they report {len(dropped)} "
+            f"cell(s) that {args.runs_dir} has no finished run of (e.g. {run_name(*sorted(dropped)[0])}); "
+            "each run's figures are in its folder's metrics.json; --replace-report overwrites the report "
+            "with these runs only")
+        return False
     others = collect_records(args.compare_runs_dir) if args.compare_runs_dir else []
-    write_results_json(records)
-    write_results_md(records, others, args.compare_runs_dir)
+    write_results_json(records, RESULTS_JSON)
+    write_results_md(records, others, args.compare_runs_dir, RESULTS_MD)
     log(f"wrote {len(records)} reproduction records to {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
+    return True
 
 
 class RunsLock:
@@ -859,8 +888,7 @@ class RunsLock:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        report(args)
-        return 0
+        return 0 if report(args) else 1
     cells = [c for c in GRID if c[0] in args.datasets and c[1] in args.models and c[2] in args.priors]
     # the (standard, vampprior) pairs that the claims need first, then mog and vampprior-data
     cells.sort(key=lambda c: (c[2] not in ("standard", "vampprior"), GRID.index(c)))

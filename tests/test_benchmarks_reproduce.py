@@ -122,3 +122,31 @@ def test_claim_summary_says_where_the_standard_prior_switched_units_off(paired):
     assert "Caltech 101 Silhouettes VAE: 27 with the standard prior, 27 with the VampPrior" in text
     agrees = reproduce.claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=33)])
     assert "The direction agrees with the paper." in agrees and "Not confirmed" not in agrees
+
+
+def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path, monkeypatch, paired):
+    """A fresh clone has no runs folder: --report-only (or a one-cell run) must not wipe the table."""
+    results_json, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    monkeypatch.setattr(reproduce, "RESULTS_JSON", results_json)
+    monkeypatch.setattr(reproduce, "RESULTS_MD", results_md)
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    committed = [record("standard", paired[0]), record("vampprior", paired[1])]
+    reproduce.write_results_json(committed, results_json)
+    reproduce.write_results_md(committed, path=results_md)
+    before = results_json.read_text(), results_md.read_text()
+    found: list[dict] = []
+    monkeypatch.setattr(reproduce, "collect_records", lambda runs_dir: found)
+
+    assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "fresh")]) == 1
+    found.append(record("vampprior", paired[1] + 2.0))  # a run of one of the two cells
+    assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "one")]) == 1
+    assert (results_json.read_text(), results_md.read_text()) == before
+
+    found.append(record("standard", paired[0]))  # both cells: the report follows the runs
+    assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "both")]) == 0
+    assert [r["log_likelihood"] for r in json.loads(results_json.read_text())] == [
+        pytest.approx(paired[1].mean() + 2.0), pytest.approx(paired[0].mean())]
+
+    del found[1]
+    assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "one"), "--replace-report"]) == 0
+    assert len(json.loads(results_json.read_text())) == 1
