@@ -23,6 +23,10 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = ["", "pseudo_inputs", "latent_space", "active_units", "prior_vs_posterior", "samples", "compare", "probe",
          "train", "replay"]
+NO_FIGURE_PAGES = {"train"}  # a form until a run starts; every other page shows images or Plotly charts
+FIGURES = ('[data-testid="stMain"] [data-testid="stImage"], '
+           '[data-testid="stMain"] [data-testid="stPlotlyChart"]')
+NO_SKELETON = "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
 IDLE = ('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
         '[data-test-script-state="notRunning"]')
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,8 +87,12 @@ def test_page_renders_without_exception(server, browser, page_path):
     page.goto(f"{server}/{page_path}", timeout=60_000)
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=90_000)  # the page's own content
     page.wait_for_selector(IDLE, timeout=120_000)
+    # the script can be done while the browser still draws placeholders (Plotly loads after it)
+    page.wait_for_function(NO_SKELETON, timeout=60_000)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{page_path or 'models'}.png"), full_page=True)
     exceptions = page.locator('[data-testid="stException"]')
     assert exceptions.count() == 0, f"/{page_path} shows an exception: {exceptions.first.inner_text()[:500]}"
+    if page_path not in NO_FIGURE_PAGES:
+        assert page.locator(FIGURES).count() > 0, f"/{page_path} shows no image or chart"
     page.close()
