@@ -48,4 +48,4 @@ curves = {f"{name} · {layer}": values for name, layers in activities.items() fo
 plotly_chart(latent.activity_curves_figure(curves, threshold, log_y))
 st.caption("Each line is one layer of one model, its units sorted from most to least active; "
            "units above the dashed line count as active.")
-st.dataframe(pd.DataFrame(latent.active_unit_table(activities, threshold)), hide_index=True)
+st.dataframe(pd.DataFrame(latent.active_unit_table(activities, threshold)), hide_index=True, placeholder="—")

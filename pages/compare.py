@@ -71,7 +71,7 @@ for name, e in zip(names, chosen_entries):
     rows.append(compare.metrics_row(name, e.info.config, e.info.metrics, computed))
 table = compare.comparison_table(rows)
 st.subheader("Test metrics")
-st.dataframe(compare.styled_table(table), hide_index=True, width="stretch",
+st.dataframe(compare.styled_table(table), hide_index=True, width="stretch", placeholder="—",
              column_order=[c for c in table.columns if not (lecture_mode() and c in ("source", "latent"))])
 st.caption(f"On the {dataset} test set ({len(splits.x_test)} images). Test LL: importance-sampled log p(x) in nats; "
            "ELBO and KL: E_q[log p(x|z)] − KL and E_q[log q(z|x) − log p(z)] (KL is a trade-off, not a score, so it is "

@@ -24,7 +24,7 @@ if table.empty:
     st.warning("No readable checkpoints found. Train one with `python -m vae_core train ... --out DIR` "
                "and add its folder in the sidebar.")
 else:
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    st.dataframe(table, hide_index=True, width="stretch", placeholder="—", column_config={
         "test LL": st.column_config.NumberColumn(format="%.2f", help="log p(x) on the test set, nats"),
         "ELBO": st.column_config.NumberColumn(format="%.2f", help="evidence lower bound on the test set, nats"),
         "K": st.column_config.NumberColumn(help="pseudo-inputs or mixture components"),

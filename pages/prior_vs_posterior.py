@@ -66,7 +66,8 @@ left.metric("KL(q(z) ‖ p(z)), Monte Carlo", f"{kl:.2f} nats",
 rows = [{"checkpoint": e.path.name, "model": e.info.config.model.upper(), "prior": e.info.config.prior,
          "KL(q(z) ‖ p(z))": e.info.metrics.get("aggregated_posterior_kl")}
         for e in entries() if e.info is not None and e.info.config.dataset == config.dataset]
-right.dataframe(pd.DataFrame(rows), hide_index=True)
+right.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—",
+               column_config={"KL(q(z) ‖ p(z))": st.column_config.NumberColumn(format="%.2f nats")})
 right.caption("From each checkpoint's metrics.json. Lower means the prior matches where the data is encoded; "
               "a VampPrior is designed to match the aggregated posterior, so the paper's argument predicts it lower "
               "than for a standard normal prior of the same model; on these small 8×8 models the gap can be small. "
