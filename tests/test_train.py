@@ -172,6 +172,19 @@ def test_resume_from_a_broken_last_state_is_a_checkpoint_error(tmp_path, data):
         train(config, settings(epochs=2), tmp_path / "run", data=data, resume=True)
 
 
+def test_resume_with_an_optimiser_state_of_another_layout_says_what_to_do(tmp_path, data):
+    """A run started before GatedDense fused h and g saved Adam moments for 4 tensors per gated layer."""
+    config = config_for()
+    train(config, settings(epochs=1), tmp_path / "run", data=data)
+    state_file = tmp_path / "run" / ckpt.TRAIN_STATE_FILE
+    state = json.loads(state_file.read_text())
+    params = state["param_groups"][0]["params"]
+    params += [len(params) + i for i in range(4)]  # more parameters than the model has now
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="older vampviz.*another --out"):
+        train(config, settings(epochs=2), tmp_path / "run", data=data, resume=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Divergence
 

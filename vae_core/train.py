@@ -143,7 +143,10 @@ def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[
     try:
         optimizer.load_state_dict(ckpt.optimizer_state(tensors, saved))
     except (KeyError, ValueError) as error:
-        raise CheckpointError(f"{out / ckpt.LAST_FILE}: optimiser state does not fit the model ({error})") from None
+        raise CheckpointError(
+            f"{out / ckpt.LAST_FILE}: its optimiser state does not fit the model ({error}); a run started by an "
+            "older vampviz (before its gated layers kept h and g in one parameter) resumes only with that "
+            "version: finish it there, or train again into another --out") from None
     try:
         torch.set_rng_state(tensors["rng.torch"])
         state = _State(**{f.name: saved[f.name] for f in fields(_State)})
