@@ -48,3 +48,16 @@ def replace_records(path: Path, kind: str, records: list[dict]) -> None:
             raise SystemExit(f"error: {path} is not a JSON list; not overwriting it")
     kept = [r for r in existing if not (isinstance(r, dict) and r.get("kind") == kind)]
     write_text(path, json.dumps(kept + records, indent=2) + "\n")
+
+
+def recorded(path: Path, kind: str, fields: tuple[str, ...]) -> set[tuple]:
+    """The `fields` of every record of `kind` in the JSON list at `path` (none if it is missing or
+    does not parse: replace_records refuses such a file itself)."""
+    try:
+        existing = json.loads(Path(path).read_text() or "[]")
+    except (OSError, json.JSONDecodeError):
+        return set()
+    if not isinstance(existing, list):
+        return set()
+    return {tuple(r[f] for f in fields) for r in existing
+            if isinstance(r, dict) and r.get("kind") == kind and set(fields) <= set(r)}

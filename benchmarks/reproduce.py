@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import os
 import sys
@@ -53,7 +52,7 @@ if str(ROOT) not in sys.path:
 import numpy as np
 import torch
 
-from benchmarks.report_files import cpu_name, replace_records, replace_section
+from benchmarks.report_files import cpu_name, recorded, replace_records, replace_section
 from vae_core import checkpoint as ckpt
 from vae_core.data import get_spec, load_dataset
 from vae_core.evaluate import evaluate
@@ -65,6 +64,7 @@ RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 SECTION_START = "<!-- reproduction:start -->"
 SECTION_END = "<!-- reproduction:end -->"
 KIND = "reproduction"
+CELL = ("dataset", "model", "prior")  # the fields that name a grid cell in a record
 
 # --------------------------------------------------------------------------------------------
 # The paper's settings and the grid
@@ -816,16 +816,6 @@ def write_results_md(records: list[dict], others: list[dict] = (), others_dir: P
     replace_section(path, SECTION_START, SECTION_END, render_section(records, others, others_dir))
 
 
-def reported_cells(path: Path) -> set[tuple[str, str, str]]:
-    """The (dataset, model, prior) cells that the reproduction records in results.json hold."""
-    try:
-        existing = json.loads(path.read_text() or "[]")
-    except (OSError, json.JSONDecodeError):
-        return set()  # no file yet, or one that replace_records will refuse to overwrite
-    return {(r["dataset"], r["model"], r["prior"]) for r in existing
-            if isinstance(r, dict) and r.get("kind") == KIND and {"dataset", "model", "prior"} <= set(r)}
-
-
 def report(args) -> bool:
     """Rewrite the reproduction records and section from the finished runs in args.runs_dir.
 
@@ -836,10 +826,10 @@ def report(args) -> bool:
     if args.no_report:
         return True
     records = collect_records(args.runs_dir)
-    dropped = reported_cells(RESULTS_JSON) - {(r["dataset"], r["model"], r["prior"]) for r in records}
+    dropped = recorded(RESULTS_JSON, KIND, CELL) - {(r["dataset"], r["model"], r["prior"]) for r in records}
     if dropped and not args.replace_report:
         log(f"left {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.name} alone: they report {len(dropped)} "
-            f"cell(s) that {args.runs_dir} has no finished run of (e.g. {run_name(*sorted(dropped)[0])}); "
+            f"cell(s) that {args.runs_dir} has no finished run of (e.g. {run_name(*min(dropped))}); "
             "each run's figures are in its folder's metrics.json; --replace-report overwrites the report "
             "with these runs only")
         return False

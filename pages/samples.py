@@ -34,6 +34,11 @@ seed = b.number_input("Seed", 0, 2**31 - 1, key="samples_seed")
 c.button("🎲 Re-sample", on_click=_resample, help="Next seed")
 show_grid(gallery.grid(prior_samples(entry.path, device(), n, int(seed)), gallery.columns_for(n)),
           f"{name}-prior-samples-seed{seed}")
+sharpness = entry.info.metrics.get("decoder_entropy")
+if sharpness:
+    st.caption(f"How sure the decoder is at draws from this prior: an entropy H[p(x|z)] of {sharpness['prior']:.2f} "
+               f"nats per image, against {sharpness['posterior']:.2f} at the codes of test images (its "
+               "reconstructions); lower is sharper (from metrics.json; Compare priors puts models side by side).")
 
 st.subheader("Samples from one component")
 if config.prior == "standard":

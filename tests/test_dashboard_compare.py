@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 from dashboard import compare
-from dashboard.compare import ACTIVE, AGG_KL, ELBO, KL, LL
+from dashboard.compare import ACTIVE, AGG_KL, ELBO, KL, LL, SAMPLE_H
 from conftest import tiny_config
 
 
-def metrics(ll, elbo, kl, active, agg, stderr=0.2) -> dict:
+def metrics(ll, elbo, kl, active, agg, stderr=0.2, samples_entropy=30.0) -> dict:
     return {"log_likelihood": ll, "log_likelihood_stderr": stderr, "elbo": elbo, "kl": kl,
-            "active_units": active, "aggregated_posterior_kl": agg}
+            "active_units": active, "aggregated_posterior_kl": agg,
+            "decoder_entropy": None if samples_entropy is None else {"prior": samples_entropy, "posterior": 20.0}}
 
 
 def table(*specs) -> pd.DataFrame:
@@ -26,27 +27,28 @@ def table(*specs) -> pd.DataFrame:
 @pytest.fixture
 def four() -> pd.DataFrame:
     return table(
-        ("standard", "standard", metrics(-23.0, -23.7, 5.1, {"z": 12}, 0.90)),
-        ("mog", "mog", metrics(-22.7, -23.8, 5.5, {"z": 15}, 1.22)),
-        ("vamp", "vampprior", metrics(-22.4, -22.8, 5.4, {"z": 15}, 0.91)),
-        ("vamp-data", "vampprior-data", metrics(-22.5, -23.0, 4.9, {"z": 14}, 0.63)),
+        ("standard", "standard", metrics(-23.0, -23.7, 5.1, {"z": 12}, 0.90, samples_entropy=31.0)),
+        ("mog", "mog", metrics(-22.7, -23.8, 5.5, {"z": 15}, 1.22, samples_entropy=29.0)),
+        ("vamp", "vampprior", metrics(-22.4, -22.8, 5.4, {"z": 15}, 0.91, samples_entropy=27.5)),
+        ("vamp-data", "vampprior-data", metrics(-22.5, -23.0, 4.9, {"z": 14}, 0.63, samples_entropy=28.0)),
     )
 
 
 def test_best_mask_picks_the_right_cells_and_direction(four):
     mask = compare.best_mask(four)
     best = {column: four.loc[mask[column], "checkpoint"].tolist() for column in mask if mask[column].any()}
-    assert best == {LL: ["vamp"], ELBO: ["vamp"], ACTIVE: ["mog", "vamp"], AGG_KL: ["vamp-data"]}  # a tie: both
+    assert best == {LL: ["vamp"], ELBO: ["vamp"], ACTIVE: ["mog", "vamp"], AGG_KL: ["vamp-data"],  # a tie: both
+                    SAMPLE_H: ["vamp"]}
     assert not mask[KL].any() and not mask["checkpoint"].any()  # the KL term is a trade-off, never "best"
 
 
 def test_best_mask_ignores_missing_values():
-    frame = table(("a", "standard", metrics(None, -20.0, 1.0, {}, None)),
+    frame = table(("a", "standard", metrics(None, -20.0, 1.0, {}, None, samples_entropy=None)),
                   ("b", "vampprior", metrics(-30.0, -25.0, 1.0, {"z": 3}, 2.0)))
     mask = compare.best_mask(frame)
     assert mask[LL].tolist() == [False, True] and mask[ACTIVE].tolist() == [False, True]
     assert mask[ELBO].tolist() == [True, False]
-    empty = table(("a", "standard", metrics(None, None, None, {}, None)))
+    empty = table(("a", "standard", metrics(None, None, None, {}, None, samples_entropy=None)))
     assert not compare.best_mask(empty).to_numpy().any()
 
 
@@ -84,6 +86,8 @@ def test_compute_missing_metrics_on_a_tiny_model(build, small_digits):
     for key in ("log_likelihood", "log_likelihood_stderr", "elbo", "kl", "aggregated_posterior_kl"):
         assert math.isfinite(out[key]), key
     assert out["log_likelihood"] < 0 and set(out["active_units"]) == {"z"}
+    assert set(out["decoder_entropy"]) == {"prior", "posterior"}
+    assert all(0 < h < 64 * math.log(2) for h in out["decoder_entropy"].values())  # 64 Bernoulli pixels
     assert "20 test images" in out["computed"] and "8 importance samples" in out["computed"]
     only = compare.compute_missing_metrics(model, small_digits.x_test, ["kl"], max_images=10)
     assert set(only) == {"kl", "computed"}
@@ -100,14 +104,18 @@ def test_claim_notes_say_what_shows_and_what_does_not(four):
     assert notes[0].startswith("✅") and "`vamp`" in notes[0] and "0.60 nats above" in notes[0]
     assert notes[1].startswith("✅") and "keeps 15 units active, the standard prior 12" in notes[1]
     assert notes[2].startswith("✅") and "`vamp-data`" in notes[2]
-    assert "Samples" in notes[-1]
+    assert notes[3].startswith("✅ **Sharper samples**") and "`vamp`" in notes[3] and "27.50" in notes[3]
+    assert len(notes) == 4
 
     worse = table(("standard", "standard", metrics(-20.0, -21.0, 5.0, {"z": 20}, 0.5)),
                   ("vamp", "vampprior", metrics(-21.0, -22.0, 5.0, {"z": 20}, 0.9)))
     notes = compare.claim_notes(worse)
     assert notes[0].startswith("❌") and "not a VampPrior" in notes[0]
     assert notes[1].startswith("➖") and "both keep 20" in notes[1]
-    assert notes[2].startswith("❌")
+    assert notes[2].startswith("❌") and notes[3].startswith("❌ **Sharper samples**")  # 30.00 each: not sharper
+    unmeasured = table(("standard", "standard", metrics(-20.0, -21.0, 5.0, {"z": 20}, 0.5, samples_entropy=None)),
+                       ("vamp", "vampprior", metrics(-21.0, -22.0, 5.0, {"z": 20}, 0.9)))
+    assert compare.claim_notes(unmeasured)[-1].startswith("👀 **Samples**")
     assert compare.claim_notes(table(("s", "standard", metrics(-1.0, -1.0, 1.0, {"z": 1}, 0.1)),
                                      ("m", "mog", metrics(-1.0, -1.0, 1.0, {"z": 1}, 0.1))))[0].startswith("ℹ️")
 

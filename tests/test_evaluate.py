@@ -190,6 +190,47 @@ def test_bits_per_dim_formula():
 
 
 # --------------------------------------------------------------------------------------------
+# Sharpness: the decoder's entropy
+
+
+def test_decoder_entropy_of_bernoulli_pixels_is_the_sum_of_binary_entropies():
+    torch.manual_seed(0)
+    likelihood = models.LIKELIHOODS["bernoulli"]()
+    params = torch.randn(3, 1, 1, 8, 8) * 2  # logits
+    p = torch.sigmoid(params[:, 0])
+    exact = -(p * p.log() + (1 - p) * (1 - p).log()).flatten(1).sum(-1)
+    torch.testing.assert_close(ev.decoder_entropy(likelihood, params, draws=4000), exact, atol=0.25, rtol=0)  # ~4 MC errors
+
+
+def test_decoder_entropy_of_the_discretised_logistic_sums_over_its_256_bins():
+    torch.manual_seed(0)
+    likelihood = models.LIKELIHOODS["logistic"]()
+    params = torch.stack([torch.randn(2, 1, 4, 4), torch.full((2, 1, 4, 4), -3.0)], dim=1)  # scale e^-3
+    bins = (torch.arange(256) + 0.5) / 256
+    exact = torch.zeros(2)  # log_prob sums over pixels: enumerate each pixel's 256 bins on its own
+    for i in range(4):
+        for j in range(4):
+            pixel = params[:, :, :, i : i + 1, j : j + 1]  # (2, 2, 1, 1, 1)
+            log_p = torch.stack([likelihood.log_prob(torch.full((2, 1, 1, 1), float(b)), pixel) for b in bins])
+            exact -= (log_p.exp() * log_p).sum(0)
+    torch.testing.assert_close(ev.decoder_entropy(likelihood, params, draws=4000), exact, atol=0.25, rtol=0)  # ~4 MC errors
+
+
+@pytest.mark.parametrize("model_name", ["vae", "hvae"])
+def test_sample_sharpness_compares_prior_and_posterior_draws_reproducibly(build, digits, model_name):
+    model = build(model=model_name, prior="vampprior").eval()
+    first = ev.sample_sharpness(model, digits.x_test, num_samples=60, draws=2, seed=3, batch_size=25)
+    assert set(first) == {"prior", "posterior"} and all(0 < v < 64 * math.log(2) for v in first.values())
+    assert ev.sample_sharpness(model, digits.x_test, num_samples=60, draws=2, seed=3, batch_size=25) == first
+    torch.manual_seed(5)
+    params = model.prior_decoder_params(7)
+    torch.manual_seed(5)
+    torch.testing.assert_close(model.sample(7), model.likelihood.mean(params))
+    assert params.shape == (7, 1, 1, 8, 8) and model.posterior_decoder_params(
+        torch.as_tensor(digits.x_test[:4])).shape == (4, 1, 1, 8, 8)
+
+
+# --------------------------------------------------------------------------------------------
 # evaluate()
 
 
@@ -201,7 +242,7 @@ def test_evaluate_returns_the_documented_metrics(build, digits, model_name, inpu
     metrics = ev.evaluate(model, x, num_samples=20, input_type=input_type,
                           progress=lambda done, total: progress.append(done))
     expected = {"log_likelihood", "log_likelihood_stderr", "elbo", "reconstruction", "kl", "active_units",
-                "unit_activity", "aggregated_posterior_kl", "samples", "n_test", "seconds"}
+                "unit_activity", "aggregated_posterior_kl", "decoder_entropy", "samples", "n_test", "seconds"}
     if input_type == "gray":
         expected.add("bits_per_dim")
         assert metrics["bits_per_dim"] == pytest.approx(ev.bits_per_dim(metrics["log_likelihood"], (1, 8, 8)))

@@ -126,7 +126,15 @@ class VAE(nn.Module):
         return self.decode(self.encoder(x)[0])
 
     def sample(self, n: int) -> torch.Tensor:
-        return self.decode(self.prior.sample(n))
+        return self.likelihood.mean(self.prior_decoder_params(n))
+
+    def prior_decoder_params(self, n: int) -> torch.Tensor:
+        """The parameters of p(x|z) at n draws z ~ p(z): the generative model's samples before the pixels."""
+        return self.decoder(self.prior.sample(n))
+
+    def posterior_decoder_params(self, x: torch.Tensor) -> torch.Tensor:
+        """The parameters of p(x|z) at one draw z ~ q(z|x) per image."""
+        return self.decoder(reparameterize(*self.encoder(x)))
 
     def latent_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"z": self.encoder(x)[0]}
@@ -184,9 +192,17 @@ class HVAE(nn.Module):
         return self.likelihood.mean(self.decoder(means["z1"], means["z2"]))
 
     def sample(self, n: int) -> torch.Tensor:
+        return self.likelihood.mean(self.prior_decoder_params(n))
+
+    def prior_decoder_params(self, n: int) -> torch.Tensor:
+        """The parameters of p(x|z1,z2) at n draws z2 ~ p(z2), z1 ~ p(z1|z2)."""
         z2 = self.prior.sample(n)
-        z1 = reparameterize(*self.prior_z1(z2))
-        return self.likelihood.mean(self.decoder(z1, z2))
+        return self.decoder(reparameterize(*self.prior_z1(z2)), z2)
+
+    def posterior_decoder_params(self, x: torch.Tensor) -> torch.Tensor:
+        """The parameters of p(x|z1,z2) at one draw z2 ~ q(z2|x), z1 ~ q(z1|x,z2) per image."""
+        z2 = reparameterize(*self.encoder(x))
+        return self.decoder(reparameterize(*self.encoder_z1(x, z2)), z2)
 
     def latent_means(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Posterior means; z1's is taken at z2 = E[z2|x]."""
