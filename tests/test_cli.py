@@ -86,6 +86,7 @@ def test_evaluate_text_and_limit(trained, capsys):
     code, out, _ = run(["evaluate", trained, "--samples", "10", "--limit", "20", "--device", "cpu"], capsys)
     assert code == 0
     assert "test log-likelihood" in out and "n=20" in out and "active units" in out
+    assert "nats/image at prior draws (samples)" in out
 
 
 def test_sample_writes_a_png(trained, tmp_path, capsys):

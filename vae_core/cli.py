@@ -171,6 +171,9 @@ def _evaluate(args) -> None:
           f"KL {metrics['kl']:.3f})")
     print(f"active units         {metrics['active_units']}")
     print(f"KL(q(z) || p(z))     {metrics['aggregated_posterior_kl']:.3f}")
+    entropy = metrics["decoder_entropy"]
+    print(f"H[p(x|z)]            {entropy['prior']:.3f} nats/image at prior draws (samples), "
+          f"{entropy['posterior']:.3f} at posterior draws (reconstructions)")
 
 
 def _sample(args) -> None:
