@@ -22,7 +22,7 @@ from .latent import label_colours
 
 MAX_MODELS = 4
 LL, ELBO, KL, ACTIVE, AGG_KL = "test LL", "ELBO", "KL", "active units", "KL(q(z)‖p(z))"
-SAMPLE_H = "samples' entropy"  # H[p(x|z)] at z ~ p(z), nats per image: lower is sharper
+SAMPLE_H = "H samples"  # the decoder's entropy H[p(x|z)] at z ~ p(z), nats per image: lower is sharper
 TABLE_COLUMNS = ["checkpoint", "model", "prior", "K", "latent", LL, "LL ± (s.e.)", ELBO, KL, ACTIVE, AGG_KL, SAMPLE_H,
                  "source"]
 # which way is better, per highlighted column; the KL term is a trade-off (more information in the

@@ -71,12 +71,18 @@ for name, e in zip(names, chosen_entries):
     rows.append(compare.metrics_row(name, e.info.config, e.info.metrics, computed))
 table = compare.comparison_table(rows)
 st.subheader("Test metrics")
+all_stored = (table["source"] == "metrics.json").all()  # then the column says nothing: the caption says it
+hidden = {"source", "latent"} if lecture_mode() else {"source"} if all_stored else set()
 st.dataframe(compare.styled_table(table), hide_index=True, width="stretch", placeholder="—",
-             column_order=[c for c in table.columns if not (lecture_mode() and c in ("source", "latent"))])
-st.caption(f"On the {dataset} test set ({len(splits.x_test)} images). Test LL: importance-sampled log p(x) in nats; "
+             column_order=[c for c in table.columns if c not in hidden])
+st.caption(f"On the {dataset} test set ({len(splits.x_test)} images"
+           f"{'; every figure from the checkpoints’ metrics.json' if all_stored else ''}). "
+           "Test LL: importance-sampled log p(x) in nats; "
            "ELBO and KL: E_q[log p(x|z)] − KL and E_q[log q(z|x) − log p(z)] (KL is a trade-off, not a score, so it is "
            f"not highlighted); active units: dimensions with Cov_x E[z_d|x] > {ACTIVE_UNIT_THRESHOLD} (all layers); "
-           "KL(q(z)‖p(z)): how far the aggregated posterior is from the prior. Green: the best of the column.")
+           "KL(q(z)‖p(z)): how far the aggregated posterior is from the prior; H samples: the decoder's entropy "
+           "H[p(x|z)] at draws z from the prior, in nats per image (lower: sharper samples). Green: the best of the "
+           "column.")
 for note in compare.claim_notes(table):
     st.markdown(note)
 
