@@ -34,10 +34,11 @@ class GatedDense(nn.Module):
     """h(x) * sigmoid(g(x)): the paper's gated dense layer.
 
     h and g share one (2 * out, in) weight and one (2 * out,) bias, so a step is one matmul and one
-    `F.glu` kernel, with no per-step copy of the two weights into one (on a CPU one 300 -> 600 matmul
-    runs up to 1.4x faster than two 300 -> 300 ones; benchmarks/speed.py times the whole step,
-    variant (f)). `state_dict()` still names the halves `h.weight`, `h.bias`, `g.weight`, `g.bias`,
-    as checkpoints store them, and `load_state_dict` accepts those names.
+    `F.glu` kernel, with no per-step copy of two weights into one (on a CPU one 300 -> 600 matmul
+    runs up to 1.4x faster than two 300 -> 300 ones; benchmarks/speed.py times the whole training
+    step against both older forms, variants (f) and (g)). `state_dict()` still names the halves
+    `h.weight`, `h.bias`, `g.weight`, `g.bias`, as checkpoints store them, and `load_state_dict`
+    accepts those names.
     """
 
     def __init__(self, in_features: int, out_features: int):
