@@ -203,7 +203,8 @@ def claim_notes(frame: pd.DataFrame) -> list[str]:
         if v < s:
             notes.append(f"✅ **Sharper samples**: the decoder is surer where `{best}` draws its codes: its samples "
                          f"have an entropy H[p(x|z)] of {v:.2f} nats per image against {s:.2f} for the standard "
-                         "prior, whose draws land more often where no image is encoded. Check the grids below by eye.")
+                         "prior (the paper's reading: N(0, I) puts codes where no image is encoded, and the "
+                         "decoder hedges there). Check the grids below by eye.")
         else:
             notes.append(f"❌ **Sharper samples**: the standard prior's samples have the lower entropy here ({s:.2f} "
                          f"vs {v:.2f} nats per image for the best VampPrior); judge the grids below by eye too.")
