@@ -133,9 +133,16 @@ def best_mask(frame: pd.DataFrame, better: dict[str, str] = BETTER, atol: float 
     return mask
 
 
-def styled_table(frame: pd.DataFrame):
+def scored_columns(binary_pixels: bool) -> dict[str, str]:
+    """BETTER, less the samples' entropy where pixels are not binary: a Bernoulli decoder's entropy
+    measures the blur of the mean image it shows, a discretised logistic's does not (its entropy is
+    set by the predicted scale, and is low both for a very narrow and for a very wide one)."""
+    return BETTER if binary_pixels else {k: v for k, v in BETTER.items() if k != SAMPLE_H}
+
+
+def styled_table(frame: pd.DataFrame, binary_pixels: bool = True):
     """A pandas Styler with the best cell(s) of each scored column highlighted and sensible formats."""
-    mask = best_mask(frame)
+    mask = best_mask(frame, scored_columns(binary_pixels))
     formats = {LL: "{:.2f}", "LL ± (s.e.)": "± {:.2f}", ELBO: "{:.2f}", KL: "{:.2f}", AGG_KL: "{:.3f}",
                SAMPLE_H: "{:.2f}"}
     return (frame.style
@@ -151,8 +158,10 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}".replace("-", "−")
 
 
-def claim_notes(frame: pd.DataFrame) -> list[str]:
-    """Sentences saying, metric by metric, whether this table shows the paper's claim (or not, and why)."""
+def claim_notes(frame: pd.DataFrame, binary_pixels: bool = True) -> list[str]:
+    """Sentences saying, metric by metric, whether this table shows the paper's claim (or not, and why).
+
+    The samples' entropy is read as sharpness only for binary pixels (see `scored_columns`)."""
     vamp = frame[frame["prior"].str.startswith("vampprior")]
     standard = frame[frame["prior"] == "standard"]
     if vamp.empty:
@@ -197,7 +206,8 @@ def claim_notes(frame: pd.DataFrame) -> list[str]:
         else:
             notes.append(f"❌ **KL(q(z)‖p(z))**: no VampPrior is closer to the aggregated posterior than the standard "
                          f"prior here ({v:.3f} vs {s:.3f} nats); this Monte Carlo estimate is noisy on small test sets.")
-    if not standard.empty and vamp[SAMPLE_H].notna().any() and standard[SAMPLE_H].notna().any():
+    measured = binary_pixels and vamp[SAMPLE_H].notna().any() and standard[SAMPLE_H].notna().any()
+    if not standard.empty and measured:
         v, s = vamp[SAMPLE_H].min(), standard[SAMPLE_H].min()
         best = vamp.loc[vamp[SAMPLE_H].idxmin(), "checkpoint"]
         if v < s:

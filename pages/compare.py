@@ -73,7 +73,8 @@ table = compare.comparison_table(rows)
 st.subheader("Test metrics")
 all_stored = (table["source"] == "metrics.json").all()  # then the column says nothing: the caption says it
 hidden = {"source", "latent"} if lecture_mode() else {"source"} if all_stored else set()
-st.dataframe(compare.styled_table(table), hide_index=True, width="stretch", placeholder="—",
+binary = all(e.info.config.likelihood == "bernoulli" for e in chosen_entries)  # entropy = blur only then
+st.dataframe(compare.styled_table(table, binary), hide_index=True, width="stretch", placeholder="—",
              column_order=[c for c in table.columns if c not in hidden])
 st.caption(f"On the {dataset} test set ({len(splits.x_test)} images"
            f"{'; every figure from the checkpoints’ metrics.json' if all_stored else ''}). "
@@ -81,9 +82,9 @@ st.caption(f"On the {dataset} test set ({len(splits.x_test)} images"
            "ELBO and KL: E_q[log p(x|z)] − KL and E_q[log q(z|x) − log p(z)] (KL is a trade-off, not a score, so it is "
            f"not highlighted); active units: dimensions with Cov_x E[z_d|x] > {ACTIVE_UNIT_THRESHOLD} (all layers); "
            "KL(q(z)‖p(z)): how far the aggregated posterior is from the prior; H samples: the decoder's entropy "
-           "H[p(x|z)] at draws z from the prior, in nats per image (lower: sharper samples). Green: the best of the "
-           "column.")
-for note in compare.claim_notes(table):
+           "H[p(x|z)] at draws z from the prior, in nats per image (for binary pixels, lower is sharper). "
+           "Green: the best of the column.")
+for note in compare.claim_notes(table, binary):
     st.markdown(note)
 
 # ---- samples --------------------------------------------------------------------------------

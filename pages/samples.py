@@ -35,7 +35,7 @@ c.button("🎲 Re-sample", on_click=_resample, help="Next seed")
 show_grid(gallery.grid(prior_samples(entry.path, device(), n, int(seed)), gallery.columns_for(n)),
           f"{name}-prior-samples-seed{seed}")
 sharpness = entry.info.metrics.get("decoder_entropy")
-if sharpness:
+if sharpness and config.likelihood == "bernoulli":  # for grey pixels the entropy is no blur measure
     st.caption(f"How sure the decoder is at draws from this prior: an entropy H[p(x|z)] of {sharpness['prior']:.2f} "
                f"nats per image, against {sharpness['posterior']:.2f} at the codes of test images (its "
                "reconstructions); lower is sharper (from metrics.json; Compare priors puts models side by side).")

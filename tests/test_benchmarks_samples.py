@@ -79,3 +79,17 @@ def test_samples_leaves_the_report_alone_without_the_runs_it_reports(report, cap
     assert ((report / "results.json").read_text(), (report / "RESULTS.md").read_text()) == before
     assert samples.main(["--runs-dir", str(runs), "--samples", "10", "--draws", "1", "--replace-report"]) == 0
     assert len([r for r in json.loads((report / "results.json").read_text()) if r["kind"] == "samples"]) == 2
+
+
+def test_the_claim_counts_binary_pairs_and_sends_grey_ones_to_the_grids():
+    def rec(dataset, prior, likelihood, h_samples, h_recon=60.0):
+        return {"dataset": dataset, "model": "vae", "prior": prior, "likelihood": likelihood,
+                "prior_entropy": h_samples, "posterior_entropy": h_recon}
+
+    records = [rec("mnist-static", "standard", "bernoulli", 80.0), rec("mnist-static", "vampprior", "bernoulli", 70.0),
+               rec("caltech101", "standard", "bernoulli", 90.0), rec("caltech101", "vampprior", "bernoulli", 95.0),
+               rec("freyfaces", "standard", "logistic", 1800.0), rec("freyfaces", "vampprior", "logistic", 2300.0)]
+    binary, grey = samples.claim_lines(records)
+    assert "lower decoder entropy in 1 of 2" in binary and "not on Caltech 101 Silhouettes VAE" in binary
+    assert grey.startswith("- Frey Faces VAE: grey pixels") and "by eye" in grey
+    assert samples.claim_lines(records[:1]) == []  # no complete pair

@@ -116,6 +116,9 @@ def test_claim_notes_say_what_shows_and_what_does_not(four):
     unmeasured = table(("standard", "standard", metrics(-20.0, -21.0, 5.0, {"z": 20}, 0.5, samples_entropy=None)),
                        ("vamp", "vampprior", metrics(-21.0, -22.0, 5.0, {"z": 20}, 0.9)))
     assert compare.claim_notes(unmeasured)[-1].startswith("👀 **Samples**")
+    grey = compare.claim_notes(four, binary_pixels=False)  # the entropy is no blur measure for grey pixels
+    assert grey[-1].startswith("👀 **Samples**") and not any("Sharper" in note for note in grey)
+    assert not compare.best_mask(four, compare.scored_columns(False))[SAMPLE_H].any()
     assert compare.claim_notes(table(("s", "standard", metrics(-1.0, -1.0, 1.0, {"z": 1}, 0.1)),
                                      ("m", "mog", metrics(-1.0, -1.0, 1.0, {"z": 1}, 0.1))))[0].startswith("ℹ️")
 

@@ -146,9 +146,12 @@ def sample_sharpness(model: nn.Module, images, num_samples: int = 1000, draws: i
 
     "prior": mean H[p(x|z)] over `num_samples` draws z ~ p(z), the model's samples; "posterior":
     the same over one z ~ q(z|x) per image (at most `num_samples` of them), its reconstructions.
-    Both in nats per image; lower is sharper. A prior that puts mass where no image is encoded (the
-    paper's argument against N(0, I)) decodes there to uncertain, blurry images: "prior" well above
-    "posterior". Reproducible for a given seed.
+    Both in nats per image. For binary pixels lower is sharper (a Bernoulli's entropy is a function
+    of the mean image shown), and a prior that puts mass where no image is encoded (the paper's
+    argument against N(0, I)) decodes there to blurry images: "prior" well above "posterior". For
+    grey pixels it is no blur measure: a discretised logistic's entropy is set by its predicted
+    scale, and is low both for a narrow one and for a very wide one (whose mass falls in the two
+    outer bins). Reproducible for a given seed.
     """
     device = model_device(model)
     images = images[:num_samples]
