@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed benchmarks: VAE + VampPrior training and importance-sampled log-likelihood.
 
-    python benchmarks/speed.py             # full run (~5-10 min on 2 CPU cores); writes results
+    python benchmarks/speed.py             # full run (3-4 min on 2 CPU cores); writes results
     python benchmarks/speed.py --quick     # < 1 min smoke run; prints only (add --write to record)
     python benchmarks/speed.py --device cuda
 
