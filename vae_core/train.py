@@ -27,8 +27,11 @@ from . import checkpoint as ckpt
 from . import distributed, snapshots
 from .data import DatasetSplits, get_spec, load_dataset
 from .errors import CheckpointError, TrainingDivergedError
-from .evaluate import elbo_terms
+from .evaluate import active_units, elbo_terms
 from .models import ModelConfig, build_model
+
+
+ACTIVE_UNITS_VAL_POINTS = 1000  # validation images behind each epoch's active-unit count
 
 
 @dataclass
@@ -297,6 +300,8 @@ def _train(model_config, train_config, out, resume, data, spec, world, device, p
                 "val_loss": val["loss"],
                 "val_reconstruction": val["reconstruction"],
                 "val_kl": val["kl"],
+                # cheap (one encoder pass): the dashboard plots units switching off over training
+                "active_units": active_units(model, data.x_val[:ACTIVE_UNITS_VAL_POINTS]),
                 "seconds": time.perf_counter() - started,
             }
             history.append(record)
