@@ -21,7 +21,7 @@ def cpu_name() -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    from vae_core.checkpoint import atomic_write_bytes  # imports torch: only when writing
+    from vae_core.files import atomic_write_bytes
 
     atomic_write_bytes(Path(path), text.encode())
 

@@ -54,9 +54,9 @@ import torch
 
 from benchmarks.report_files import cpu_name, recorded, replace_records, replace_section
 from vae_core import checkpoint as ckpt
+from vae_core.config import ModelConfig
 from vae_core.data import get_spec, load_dataset
 from vae_core.evaluate import evaluate
-from vae_core.models import ModelConfig
 from vae_core.train import TrainConfig, resolve_device, train
 
 RESULTS_JSON = ROOT / "benchmarks" / "results.json"

@@ -48,6 +48,7 @@ from benchmarks.reproduce import (
 from vae_core import checkpoint as ckpt
 from vae_core.data import load_dataset
 from vae_core.evaluate import sample_sharpness
+from vae_core.files import atomic_write_bytes
 from vae_core.imaging import image_grid, png_bytes
 from vae_core.train import resolve_device
 
@@ -94,7 +95,7 @@ def measure(args, dataset: str, model_name: str, prior: str, x_test, selection: 
     sharpness = sample_sharpness(model, x_test, num_samples=args.samples, draws=args.draws, seed=args.seed)
     figure = FIGURES / figure_name(dataset, model_name, prior)
     figure.parent.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_bytes(figure, png_bytes(sample_grid(model, args.seed)))
+    atomic_write_bytes(figure, png_bytes(sample_grid(model, args.seed)))
     info = _metrics(path)["reproduce"]
     return {
         "kind": KIND, "dataset": dataset, "model": model_name, "prior": prior,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vae_core import paths
 from vae_core.checkpoint import CONFIG_FILE, CheckpointInfo, read_info
 from vae_core.errors import VampvizError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = ROOT / "checkpoints"
-USER_DIR_ENV = "VAMPVIZ_CHECKPOINTS"
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Entry:
 
 def runs_dir() -> Path:
     """Where the Train page writes new runs: $VAMPVIZ_CHECKPOINTS if set, else ~/.cache/vampviz/runs."""
-    return Path(os.environ.get(USER_DIR_ENV) or Path.home() / ".cache" / "vampviz" / "runs").expanduser()
+    return paths.runs_dir()
 
 
 def checkpoint_dirs(extra: str | Path | None = None) -> list[Path]:

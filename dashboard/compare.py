@@ -15,8 +15,15 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from vae_core.evaluate import (ACTIVE_UNIT_THRESHOLD, aggregated_posterior_kl, elbo_terms, log_likelihood,
-                               posterior_means, sample_sharpness, unit_activity)
+from vae_core.evaluate import (
+    ACTIVE_UNIT_THRESHOLD,
+    aggregated_posterior_kl,
+    elbo_terms,
+    log_likelihood,
+    posterior_means,
+    sample_sharpness,
+    unit_activity,
+)
 
 from .latent import label_colours
 

@@ -38,11 +38,11 @@ from pathlib import Path
 import torch
 
 from vae_core import checkpoint as ckpt
+from vae_core.config import ModelConfig
 from vae_core.data import DatasetSplits, get_spec, load_dataset
 from vae_core.errors import CheckpointError, VampvizError
 from vae_core.evaluate import DEFAULT_SAMPLES, evaluate
 from vae_core.locking import acquire_lock, release_lock
-from vae_core.models import ModelConfig
 from vae_core.train import Progress, TrainConfig, resolve_device, train
 
 ACTIVE_STATES = ("running", "evaluating", "stopping")

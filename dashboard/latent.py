@@ -27,12 +27,13 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from vae_core.checkpoint import WEIGHTS_FILE, atomic_write_bytes
+from vae_core import paths
+from vae_core.checkpoint import WEIGHTS_FILE
 from vae_core.evaluate import aggregated_posterior_kl, model_device
+from vae_core.files import atomic_write_bytes
 
 from .gallery import prior_components
 
-CACHE_DIR_ENV = "VAMPVIZ_CACHE_DIR"
 CACHE_VERSION = 1  # bump when what a cached projection means changes
 METHODS = ("PCA", "UMAP", "t-SNE", "raw")
 ACTIVE_COLOUR, INACTIVE_COLOUR = "#1F77B4", "#C7C7C7"
@@ -44,7 +45,7 @@ PRIOR_COLOUR, POSTERIOR_COLOUR = "#7F7F7F", "#D62728"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "vampviz").expanduser()
+    return paths.cache_dir()
 
 
 def projection_dir() -> Path:

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import latent
-from dashboard.state import device, entries, plotly_chart, require_entry
 from dashboard.loaders import test_posterior_means
+from dashboard.state import device, entries, plotly_chart, require_entry
 from vae_core.evaluate import ACTIVE_UNIT_THRESHOLD, unit_activity
 
 entry = require_entry()

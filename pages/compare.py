@@ -4,7 +4,12 @@ import streamlit as st
 
 from dashboard import compare, gallery, latent
 from dashboard.gallery_views import prior_samples, show_grid
-from dashboard.loaders import load_model, load_splits, test_posterior_means, weights_mtime
+from dashboard.loaders import (
+    load_model,
+    load_splits,
+    test_posterior_means,
+    weights_mtime,
+)
 from dashboard.state import device, entries, image_scale, lecture_mode, plotly_chart
 from vae_core.errors import VampvizError
 from vae_core.evaluate import ACTIVE_UNIT_THRESHOLD, unit_activity

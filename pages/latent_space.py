@@ -5,7 +5,12 @@ from contextlib import nullcontext
 import streamlit as st
 
 from dashboard import gallery, latent
-from dashboard.loaders import load_model, load_splits, test_posterior_means, weights_mtime
+from dashboard.loaders import (
+    load_model,
+    load_splits,
+    test_posterior_means,
+    weights_mtime,
+)
 from dashboard.state import device, image_scale, plotly_chart, require_entry
 from vae_core.imaging import image_grid, png_bytes
 

@@ -4,7 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import latent
-from dashboard.loaders import load_model, load_splits, test_posterior_means, weights_mtime
+from dashboard.loaders import (
+    load_model,
+    load_splits,
+    test_posterior_means,
+    weights_mtime,
+)
 from dashboard.state import device, entries, lecture_mode, plotly_chart, require_entry
 from vae_core.evaluate import unit_activity
 

@@ -5,8 +5,19 @@ import streamlit as st
 
 from dashboard import gallery, latent, probe
 from dashboard.gallery_views import show_grid
-from dashboard.loaders import load_model, load_splits, test_posterior_means, weights_mtime
-from dashboard.state import device, image_scale, lecture_mode, plotly_chart, require_entry
+from dashboard.loaders import (
+    load_model,
+    load_splits,
+    test_posterior_means,
+    weights_mtime,
+)
+from dashboard.state import (
+    device,
+    image_scale,
+    lecture_mode,
+    plotly_chart,
+    require_entry,
+)
 from vae_core.data import get_spec
 
 TOP = 6  # components shown as images

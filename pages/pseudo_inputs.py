@@ -3,8 +3,13 @@
 import streamlit as st
 
 from dashboard import gallery
+from dashboard.gallery_views import (
+    NEIGHBOURS,
+    component_samples,
+    mixture_analysis,
+    show_grid,
+)
 from dashboard.loaders import load_splits
-from dashboard.gallery_views import NEIGHBOURS, component_samples, mixture_analysis, show_grid
 from dashboard.state import device, require_entry
 
 entry = require_entry()

@@ -3,8 +3,14 @@
 import streamlit as st
 
 from dashboard import gallery
-from dashboard.gallery_views import (component_samples, interpolation, mixture_analysis, prior_samples,
-                                     show_grid, test_reconstructions)
+from dashboard.gallery_views import (
+    component_samples,
+    interpolation,
+    mixture_analysis,
+    prior_samples,
+    show_grid,
+    test_reconstructions,
+)
 from dashboard.loaders import load_splits
 from dashboard.state import device, require_entry
 

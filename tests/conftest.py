@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from vae_core.config import ModelConfig
 from vae_core.data import DatasetSplits, load_dataset
-from vae_core.models import ModelConfig, build_model
+from vae_core.models import build_model
 
 DIGITS_SHAPE = (1, 8, 8)
 MODELS = ("vae", "hvae")

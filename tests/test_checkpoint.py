@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import save_file
 
 from vae_core import checkpoint as ckpt
+from vae_core.config import ModelConfig
 from vae_core.errors import CheckpointError
-from vae_core.models import ModelConfig
+from vae_core.files import atomic_write_json
 
 
 @pytest.fixture
@@ -373,7 +374,7 @@ def test_an_interrupted_write_keeps_the_old_file(saved, monkeypatch):
 
 
 def test_json_writes_keep_infinities(tmp_path):
-    ckpt.atomic_write_json(tmp_path / "state.json", {"best": float("inf")})
+    atomic_write_json(tmp_path / "state.json", {"best": float("inf")})
     assert ckpt.read_json(tmp_path / "state.json") == {"best": float("inf")}
 
 
@@ -384,7 +385,7 @@ def test_optimizer_state_round_trips_through_tensors_and_json(build, tmp_path):
     optimizer.step()
     tensors, rest = ckpt.optimizer_tensors(optimizer)
     ckpt.save_tensors(tmp_path / "opt.safetensors", tensors)
-    ckpt.atomic_write_json(tmp_path / "opt.json", rest)
+    atomic_write_json(tmp_path / "opt.json", rest)
     state = ckpt.optimizer_state(ckpt.read_tensors(tmp_path / "opt.safetensors"), ckpt.read_json(tmp_path / "opt.json"))
     fresh = torch.optim.Adam(model.parameters(), lr=0.5)
     fresh.load_state_dict(state)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_config
 
 from dashboard import compare
 from dashboard.compare import ACTIVE, AGG_KL, ELBO, KL, LL, SAMPLE_H
-from conftest import tiny_config
 
 
 def metrics(ll, elbo, kl, active, agg, stderr=0.2, samples_entropy=30.0) -> dict:

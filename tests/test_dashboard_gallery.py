@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dashboard import gallery
-from vae_core.models import ModelConfig, build_model
+from vae_core.config import ModelConfig
+from vae_core.models import build_model
 
 
 def _history(epochs=5, with_beta=True):

@@ -7,15 +7,17 @@ import pytest
 import torch
 
 from dashboard import latent
+from vae_core import paths
 from vae_core.checkpoint import WEIGHTS_FILE
-from vae_core.models import ModelConfig, build_model
+from vae_core.config import ModelConfig
+from vae_core.models import build_model
 from vae_core.priors import GaussianMixturePrior
 
 
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path, monkeypatch):
     """Every test gets its own cache folder: nothing is written under the real home."""
-    monkeypatch.setenv(latent.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vae_core import data
+from vae_core import data, paths
 from vae_core.errors import DatasetError
 
 
@@ -28,8 +28,8 @@ from vae_core.errors import DatasetError
 def _isolated_dirs(tmp_path, monkeypatch):
     """Keep every cache inside tmp_path, and ignore a data dir set by the caller."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(paths.DATA_DIR_ENV, raising=False)
 
 
 def _no_network(*args, **kwargs):
@@ -160,7 +160,7 @@ def test_available_accepts_alternative_file_sets(tmp_path):
 def test_available_uses_the_env_var(tmp_path, monkeypatch):
     write_mnist_like(tmp_path, "mnist", 3, 2)
     assert not data.get_spec("mnist").available()
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path))
     assert data.get_spec("mnist").available()
 
 
@@ -178,7 +178,7 @@ def test_missing_file_error_names_file_place_and_source(tmp_path, monkeypatch, n
     first = data.get_spec(name).files[0]
     assert str(tmp_path / first) in message
     assert f"python -m vae_core download {name}" in message
-    assert data.DATA_DIR_ENV in message
+    assert paths.DATA_DIR_ENV in message
     assert "http" in message
 
 
@@ -525,7 +525,7 @@ def test_omniglot_raw_cache_goes_home_when_the_data_dir_is_read_only(tmp_path, m
 
 
 def test_derived_cache_dir_defaults_to_home(tmp_path, monkeypatch):
-    monkeypatch.delenv(data.CACHE_DIR_ENV)
+    monkeypatch.delenv(paths.CACHE_DIR_ENV)
     assert data._derived_cache_dir() == tmp_path / "home" / ".cache" / "vampviz" / "derived"
 
 
@@ -684,7 +684,7 @@ def test_every_download_has_a_checksum_and_a_url():
 # --------------------------------------------------------------------------------------------
 # The real files, only where $VAMPVIZ_DATA_DIR holds them (read at import: the fixture hides it).
 
-REAL_DATA_DIR = os.environ.get(data.DATA_DIR_ENV)
+REAL_DATA_DIR = os.environ.get(paths.DATA_DIR_ENV)
 REAL_SIZES = {
     "mnist-static": (50_000, 10_000, 10_000),
     "mnist": (50_000, 10_000, 10_000),
@@ -699,7 +699,7 @@ REAL_SIZES = {
 @pytest.mark.parametrize("name", sorted(REAL_SIZES))
 def test_real_datasets(name):
     if not REAL_DATA_DIR or not data.get_spec(name).available(REAL_DATA_DIR):
-        pytest.skip(f"{name} is not under ${data.DATA_DIR_ENV}")
+        pytest.skip(f"{name} is not under ${paths.DATA_DIR_ENV}")
     spec = data.get_spec(name)
     splits = data.load_dataset(name, REAL_DATA_DIR)
     assert (len(splits.x_train), len(splits.x_val), len(splits.x_test)) == REAL_SIZES[name]
@@ -719,7 +719,7 @@ def test_real_datasets(name):
 def test_real_static_mnist_is_larochelles_amat():
     """The npz written back as .amat text has the published sha256 of Larochelle's files."""
     if not REAL_DATA_DIR or not (Path(REAL_DATA_DIR) / data.MNIST_STATIC_NPZ).exists():
-        pytest.skip(f"{data.MNIST_STATIC_NPZ} is not under ${data.DATA_DIR_ENV}")
+        pytest.skip(f"{data.MNIST_STATIC_NPZ} is not under ${paths.DATA_DIR_ENV}")
     checksums = {Path(r.path).name: r.checksum for r in data.DOWNLOADS["mnist-static"].files}
     with np.load(Path(REAL_DATA_DIR) / data.MNIST_STATIC_NPZ) as npz:
         for split in ("train", "valid", "test"):

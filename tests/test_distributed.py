@@ -40,9 +40,10 @@ import torch
 import torch.multiprocessing as mp
 
 import vae_core.checkpoint as ckpt
-from vae_core import distributed, models
+from vae_core import distributed, files, models
+from vae_core.config import ModelConfig
 from vae_core.data import DatasetSplits, load_dataset
-from vae_core.models import ModelConfig, build_model
+from vae_core.models import build_model
 from vae_core.train import TrainConfig, train
 
 train_module = importlib.import_module("vae_core.train")  # the package's `train` attribute is the function
@@ -103,13 +104,13 @@ def _worker(rank: int, ports: list[int], tmp: str, data: DatasetSplits) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1")
     built = _make_deterministic(setattr)
     writes = []
-    original_write = ckpt.atomic_write_bytes
+    original_write = files.atomic_write_bytes
 
     def recording_write(path, payload):
         writes.append(str(path))
         original_write(path, payload)
 
-    ckpt.atomic_write_bytes = recording_write
+    files.atomic_write_bytes = recording_write
     for prior, port in zip(PRIORS, ports):
         os.environ["MASTER_PORT"] = str(port)
         result = train(_model_config(prior), TRAIN_CONFIG, Path(tmp) / prior, data=data)

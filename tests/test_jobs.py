@@ -16,7 +16,12 @@ from dashboard import jobs
 from vae_core import checkpoint as ckpt
 from vae_core.errors import CheckpointError
 from vae_core.locking import LOCK_FILE, FolderLocked
-from vae_core.snapshots import list_snapshots, load_snapshot, save_snapshot, snapshot_path
+from vae_core.snapshots import (
+    list_snapshots,
+    load_snapshot,
+    save_snapshot,
+    snapshot_path,
+)
 from vae_core.train import TrainConfig
 
 TIMEOUT = 120  # seconds; a tiny job takes well under one on an idle machine

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+
 from tests.page_helpers import SHIPPED, figures, image_count, open_page
 
 FOUR = ["digits-vae-standard", "digits-vae-mog", "digits-vae-vampprior", "digits-vae-vampprior-data"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 import pytest
-from tests.page_helpers import SHIPPED, figures, image_count, open_page
 
+from tests.page_helpers import SHIPPED, figures, image_count, open_page
 
 VAMP, STANDARD, MOG, HVAE = "digits-vae-vampprior", "digits-vae-standard", "digits-vae-mog", "digits-hvae-vampprior"
 

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from dashboard import latent
 from tests.page_helpers import SHIPPED, figures, open_page
+from vae_core import paths
 
 VAMPPRIOR, HVAE, TWO_D = "digits-vae-vampprior", "digits-hvae-vampprior", "digits-vae2d-vampprior"
 N_TEST = 250  # the digits test split
@@ -21,7 +21,7 @@ N_TEST = 250  # the digits test split
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(latent.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_DIR_ENV, str(tmp_path / "cache"))
 
 
 def values(data) -> np.ndarray:

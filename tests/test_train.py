@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import MODELS, PRIORS, tiny_config
+
 from vae_core import checkpoint as ckpt
 from vae_core import models
 from vae_core.data import DatasetSplits
@@ -74,8 +74,11 @@ def test_training_lowers_the_validation_loss(tmp_path, data, model_name, prior):
     result = train(config, settings(epochs=4), tmp_path / "run", data=data)
     history = result.history
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
-    assert all(set(r) == RECORD_KEYS for r in history)
+    assert all(set(r) == RECORD_KEYS | {"active_units"} for r in history)
     assert all(math.isfinite(r[k]) for r in history for k in RECORD_KEYS)
+    sizes = config.latent_sizes  # units counted per layer on the validation images, every epoch
+    assert all(r["active_units"].keys() == sizes.keys() for r in history)
+    assert all(0 <= r["active_units"][layer] <= size for r in history for layer, size in sizes.items())
     assert history[-1]["val_loss"] < history[0]["val_loss"]
     assert result.best_val_loss < untrained_loss - 2.0
     assert result.best_val_loss == min(r["val_loss"] for r in history)

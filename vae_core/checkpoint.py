@@ -14,8 +14,6 @@ version intact. Loading parses JSON and raw tensors only, so it can never execut
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +23,10 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
+from . import files
+from .config import ModelConfig
 from .errors import CheckpointError
-from .models import ModelConfig, build_model
+from .models import build_model
 
 FORMAT = "vampviz-checkpoint"
 VERSION = 1
@@ -39,32 +39,12 @@ TRAIN_STATE_FILE = "train_state.json"
 
 
 # --------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, allow_nan=True) + "\n").encode())
+# Tensors and JSON
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata={"format": FORMAT}))
+    files.atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata={"format": FORMAT}))
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -170,7 +150,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
 
 def write_config(path: Path, config: ModelConfig, train_config: dict | None = None) -> None:
     payload = {"format": FORMAT, "version": VERSION, "model": config.to_dict(), "train": train_config or {}}
-    atomic_write_json(Path(path) / CONFIG_FILE, payload)
+    files.atomic_write_json(Path(path) / CONFIG_FILE, payload)
 
 
 def save_weights(path: Path, model: nn.Module) -> None:
@@ -178,7 +158,7 @@ def save_weights(path: Path, model: nn.Module) -> None:
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
-    atomic_write_json(Path(path) / METRICS_FILE, metrics)
+    files.atomic_write_json(Path(path) / METRICS_FILE, metrics)
 
 
 def save(path: str | Path, model: nn.Module, config: ModelConfig, history: list[dict] | None = None,
@@ -186,7 +166,7 @@ def save(path: str | Path, model: nn.Module, config: ModelConfig, history: list[
     """Write a complete checkpoint folder (weights last, so a folder with weights is whole)."""
     path = Path(path)
     write_config(path, config, train_config)
-    atomic_write_json(path / HISTORY_FILE, history or [])
+    files.atomic_write_json(path / HISTORY_FILE, history or [])
     if metrics is not None:
         write_metrics(path, metrics)
     save_weights(path, model)

@@ -16,13 +16,15 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data as datasets
+from . import paths
+from .config import ModelConfig
 from .distributed import is_main_process
 from .errors import VampvizError
 from .evaluate import DEFAULT_SAMPLES, evaluate
 from .imaging import image_grid, save_png
 from .likelihoods import LIKELIHOODS
 from .locking import training_lock
-from .models import MODELS, ModelConfig
+from .models import MODELS
 from .networks import ARCHITECTURES
 from .priors import PRIORS
 from .train import TrainConfig, resolve_device, train
@@ -69,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--snapshot-every", type=_non_negative, default=0, metavar="N",
                    help="save pseudo-inputs and samples every N epochs for the dashboard's replay (0: never)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    t.add_argument("--data-dir", help=f"dataset folder (default: ${datasets.DATA_DIR_ENV} or ~/.cache/vampviz/data)")
+    t.add_argument("--data-dir", help=f"dataset folder (default: ${paths.DATA_DIR_ENV} or ~/.cache/vampviz/data)")
 
     e = commands.add_parser("evaluate", help="test log-likelihood, ELBO and active units of a checkpoint")
     e.add_argument("checkpoint", type=Path)

@@ -45,8 +45,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import DatasetError
+from .paths import DATA_DIR_ENV, cache_dir, data_dir
 
-DATA_DIR_ENV = "VAMPVIZ_DATA_DIR"
 EVAL_BINARIZATION_SEED = 777  # the paper's seed for binarising validation and test sets once
 
 
@@ -97,13 +97,9 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+def resolve_data_dir(data_dir_arg: str | Path | None = None) -> Path:
     """The folder holding dataset files: the argument, else $VAMPVIZ_DATA_DIR, else ~/.cache/vampviz."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser()
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    return Path.home() / ".cache" / "vampviz" / "data"
+    return data_dir(data_dir_arg)
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -786,7 +782,6 @@ DOWNLOADS["freyfaces"] = DownloadPlan(
 # Writing files: downloads and caches go to a temporary file first, then an atomic rename.
 
 DOWNLOAD_TIMEOUT_S = 60
-CACHE_DIR_ENV = "VAMPVIZ_CACHE_DIR"
 USER_AGENT = "vampviz-data/1.0 (+python urllib)"
 
 
@@ -805,8 +800,7 @@ def _is_writable(folder: Path) -> bool:
 def _derived_cache_dir() -> Path:
     """Where derived arrays go when the data directory is read-only: $VAMPVIZ_CACHE_DIR/derived,
     else ~/.cache/vampviz/derived."""
-    base = os.environ.get(CACHE_DIR_ENV)
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "vampviz") / "derived"
+    return cache_dir() / "derived"
 
 
 def _move_into_place(tmp: str, target: Path) -> None:

@@ -8,75 +8,24 @@ log q(z|x) - log p(z) (a mixture prior has no closed-form KL), as in the paper.
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .config import ModelConfig
 from .distributions import diagonal_normal, gaussian_log_prob, reparameterize
 from .likelihoods import LIKELIHOODS, Likelihood
-from .networks import ARCHITECTURES, GatedDense, GaussianNet, ImageNet, gated_mlp, he_init
+from .networks import (
+    ARCHITECTURES,
+    GatedDense,
+    GaussianNet,
+    ImageNet,
+    gated_mlp,
+    he_init,
+)
 from .priors import PRIORS, Prior
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a model; saved as config.json next to the weights."""
-
-    model: str = "vae"  # a key of MODELS
-    prior: str = "vampprior"  # a key of priors.PRIORS
-    architecture: str = "mlp"  # a key of networks.ARCHITECTURES
-    likelihood: str = "bernoulli"  # a key of likelihoods.LIKELIHOODS
-    dataset: str = "digits"
-    input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
-    latent_dim: int = 40  # z for the VAE, the top layer z2 for the HVAE
-    latent_dim_z1: int = 40  # the HVAE's bottom layer z1
-    hidden: int = 300
-    components: int = 500  # K: pseudo-inputs or mixture components
-    pseudo_init_mean: float = 0.05
-    pseudo_init_std: float = 0.01
-    extra: dict = field(default_factory=dict)  # free-form notes (e.g. which split was used)
-
-    def __post_init__(self):
-        self.input_shape = tuple(int(s) for s in self.input_shape)
-
-    def validate(self) -> ModelConfig:
-        """Raise ValueError naming the first bad field; returns self for chaining."""
-        for name, registry in (("model", MODELS), ("prior", PRIORS), ("architecture", ARCHITECTURES),
-                               ("likelihood", LIKELIHOODS)):
-            value = getattr(self, name)
-            if value not in registry:
-                raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(registry))}")
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
-        for name in ("latent_dim", "latent_dim_z1", "hidden", "components"):
-            value = getattr(self, name)  # a hand-edited config.json may hold "40" or 2.5
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("pseudo_init_mean", "pseudo_init_std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"input_shape": list(self.input_shape)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
-        return cls(**data).validate()
-
-    @property
-    def latent_sizes(self) -> dict[str, int]:
-        if self.model == "hvae":
-            return {"z1": self.latent_dim_z1, "z2": self.latent_dim}
-        return {"z": self.latent_dim}
 
 
 @dataclass
@@ -99,7 +48,15 @@ def _output(reconstruction: torch.Tensor, kl: torch.Tensor, beta: float) -> Mode
 class VAE(nn.Module):
     """q(z|x) -> p(x|z), prior p(z)."""
 
-    latent_layers = ("z",)
+    latent_layers = ("z",)  # bottom to top; the prior lives on the last
+
+    @staticmethod
+    def latent_sizes(config: ModelConfig) -> dict[str, int]:
+        return {"z": config.latent_dim}
+
+    @property
+    def prior_layer(self) -> str:
+        return self.latent_layers[-1]
 
     def __init__(self, encoder: GaussianNet, decoder: ImageNet, prior: Prior, likelihood: Likelihood):
         super().__init__()
@@ -107,6 +64,15 @@ class VAE(nn.Module):
         self.decoder = decoder
         self.prior = prior
         self.likelihood = likelihood
+
+    @classmethod
+    def build(cls, config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> VAE:
+        """The paper's networks for `config`; `make_prior(encoder)` builds the prior."""
+        h, shape = config.hidden, config.input_shape
+        encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, config.latent_dim)
+        decoder = ImageNet([gated_mlp(config.latent_dim, h, 2)], [h], h,
+                           architecture.image_decoder(shape, likelihood.params_per_pixel))
+        return cls(encoder, decoder, make_prior(encoder), likelihood)
 
     def forward(self, x: torch.Tensor, beta: float = 1.0) -> ModelOutput:
         mean, logvar = self.encoder(x)
@@ -158,6 +124,14 @@ class HVAE(nn.Module):
 
     latent_layers = ("z1", "z2")
 
+    @staticmethod
+    def latent_sizes(config: ModelConfig) -> dict[str, int]:
+        return {"z1": config.latent_dim_z1, "z2": config.latent_dim}
+
+    @property
+    def prior_layer(self) -> str:
+        return self.latent_layers[-1]
+
     def __init__(self, encoder: GaussianNet, encoder_z1: GaussianNet, prior_z1: GaussianNet,
                  decoder: ImageNet, prior: Prior, likelihood: Likelihood):
         super().__init__()
@@ -167,6 +141,18 @@ class HVAE(nn.Module):
         self.decoder = decoder  # p(x | z1, z2)
         self.prior = prior  # p(z2)
         self.likelihood = likelihood
+
+    @classmethod
+    def build(cls, config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> HVAE:
+        """The paper's two-level networks for `config`; `make_prior(encoder)` builds p(z2)."""
+        h, shape = config.hidden, config.input_shape
+        d1, d2 = config.latent_dim_z1, config.latent_dim
+        encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, d2)
+        encoder_z1 = GaussianNet([architecture.image_encoder(shape, 1), GatedDense(d2, h)], [h, h], h, d1)
+        prior_z1 = GaussianNet([gated_mlp(d2, h, 2)], [h], h, d1)
+        decoder = ImageNet([GatedDense(d1, h), GatedDense(d2, h)], [h, h], h,
+                           architecture.image_decoder(shape, likelihood.params_per_pixel))
+        return cls(encoder, encoder_z1, prior_z1, decoder, make_prior(encoder), likelihood)
 
     def forward(self, x: torch.Tensor, beta: float = 1.0) -> ModelOutput:
         mean2, logvar2 = self.encoder(x)
@@ -215,11 +201,8 @@ class HVAE(nn.Module):
         S, B = num_samples, x.shape[0]
         mean2, logvar2 = self.encoder(x)
         z2 = reparameterize(mean2, logvar2, S)  # (S, B, D2)
-        x_features = self.encoder_z1.trunks[0](x)  # computed once, shared by the S samples
-        z2_features = self.encoder_z1.trunks[1](z2.flatten(0, 1))
-        joint = self.encoder_z1.joint(torch.cat([x_features.expand(S, *x_features.shape).flatten(0, 1),
-                                                 z2_features], dim=-1))
-        mean1, logvar1 = self.encoder_z1.head(joint)  # (S*B, D1)
+        # x's trunk runs once for the S samples of z2 that share it
+        mean1, logvar1 = self.encoder_z1.forward_repeated(x, z2.flatten(0, 1), repeats=S)  # (S*B, D1)
         z1 = reparameterize(mean1, logvar1)
         flat_z2 = z2.flatten(0, 1)
         flat_x = x.expand(S, *x.shape).flatten(0, 1)
@@ -234,26 +217,7 @@ class HVAE(nn.Module):
 # Construction from a config
 
 
-def _build_vae(config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> VAE:
-    h, shape = config.hidden, config.input_shape
-    encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, config.latent_dim)
-    decoder = ImageNet([gated_mlp(config.latent_dim, h, 2)], [h], h,
-                       architecture.image_decoder(shape, likelihood.params_per_pixel))
-    return VAE(encoder, decoder, make_prior(encoder), likelihood)
-
-
-def _build_hvae(config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> HVAE:
-    h, shape = config.hidden, config.input_shape
-    d1, d2 = config.latent_dim_z1, config.latent_dim
-    encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, d2)
-    encoder_z1 = GaussianNet([architecture.image_encoder(shape, 1), GatedDense(d2, h)], [h, h], h, d1)
-    prior_z1 = GaussianNet([gated_mlp(d2, h, 2)], [h], h, d1)
-    decoder = ImageNet([GatedDense(d1, h), GatedDense(d2, h)], [h, h], h,
-                       architecture.image_decoder(shape, likelihood.params_per_pixel))
-    return HVAE(encoder, encoder_z1, prior_z1, decoder, make_prior(encoder), likelihood)
-
-
-MODELS = {"vae": _build_vae, "hvae": _build_hvae}
+MODELS: dict[str, type[VAE] | type[HVAE]] = {"vae": VAE, "hvae": HVAE}
 
 
 def build_model(config: ModelConfig, train_images: np.ndarray | torch.Tensor | None = None) -> VAE | HVAE:
@@ -269,7 +233,7 @@ def build_model(config: ModelConfig, train_images: np.ndarray | torch.Tensor | N
             init_std=config.pseudo_init_std, train_images=train_images,
         )
 
-    model = MODELS[config.model](config, architecture, likelihood, make_prior)
+    model = MODELS[config.model].build(config, architecture, likelihood, make_prior)
     he_init(model)
     return model
 

@@ -117,6 +117,15 @@ class GaussianNet(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(joint_features(self.trunks, self.joint, inputs))
 
+    def forward_repeated(self, first: torch.Tensor, *rest: torch.Tensor, repeats: int):
+        """`forward` where each later input holds `repeats` rows per row of `first`, sample-major
+        ((repeats * B, ...)): the first trunk runs once on the B rows instead of repeats * B."""
+        assert len(rest) + 1 == len(self.trunks) > 1, "forward_repeated needs a multi-input net"
+        shared = self.trunks[0](first)
+        shared = shared.expand(repeats, *shared.shape).flatten(0, 1)
+        features = [shared] + [trunk(x) for trunk, x in zip(self.trunks[1:], rest)]
+        return self.head(self.joint(torch.cat(features, dim=-1)))
+
 
 class ImageNet(nn.Module):
     """Latent input(s) -> likelihood parameters (B, P, C, H, W), joined like `GaussianNet`."""

@@ -12,7 +12,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .distributions import gaussian_mixture_log_prob, reparameterize, standard_normal_log_prob
+from .distributions import (
+    gaussian_mixture_log_prob,
+    reparameterize,
+    standard_normal_log_prob,
+)
 
 
 class Prior(nn.Module):

@@ -25,11 +25,12 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed, snapshots
+from .config import ModelConfig
 from .data import DatasetSplits, get_spec, load_dataset
 from .errors import CheckpointError, TrainingDivergedError
 from .evaluate import active_units, elbo_terms
-from .models import ModelConfig, build_model
-
+from .files import atomic_write_json
+from .models import build_model
 
 ACTIVE_UNITS_VAL_POINTS = 1000  # validation images behind each epoch's active-unit count
 
@@ -134,8 +135,8 @@ def _save_last(out: Path, model: nn.Module, optimizer, state: _State, history: l
     if device.type == "cuda":  # randperm and bernoulli on the GPU draw from its own generator
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     ckpt.save_tensors(out / ckpt.LAST_FILE, tensors)
-    ckpt.atomic_write_json(out / ckpt.HISTORY_FILE, history)
-    ckpt.atomic_write_json(out / ckpt.TRAIN_STATE_FILE, asdict(state) | rest)
+    atomic_write_json(out / ckpt.HISTORY_FILE, history)
+    atomic_write_json(out / ckpt.TRAIN_STATE_FILE, asdict(state) | rest)
 
 
 def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[dict]]:
