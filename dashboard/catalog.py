@@ -27,7 +27,7 @@ class Entry:
             return f"{self.path.name} (broken)"
         c = self.info.config
         latent = "×".join(str(v) for v in c.latent_sizes.values())
-        k = f", K={c.components}" if c.prior != "standard" else ""
+        k = f", K={c.components}" if c.has_components else ""
         return f"{c.dataset} · {c.model.upper()} · {c.prior}{k} · z={latent}"
 
 
@@ -75,7 +75,7 @@ def summary_row(entry: Entry) -> dict:
         "dataset": c.dataset,
         "model": c.model.upper(),
         "prior": c.prior,
-        "K": c.components if c.prior != "standard" else None,
+        "K": c.components if c.has_components else None,
         "latent": " / ".join(f"{k}={v}" for k, v in c.latent_sizes.items()),
         "epochs": entry.info.epochs,
         "test LL": m.get("log_likelihood"),

@@ -2,21 +2,24 @@
 
 Figures are `plotly.graph_objects.Figure`s with axis titles and hover text; images are uint8
 grids from `vae_core.imaging.image_grid`; computations take arrays (or a model) and return arrays,
-so tests call them directly and `dashboard.gallery_views` only adds caching and layout helpers.
+so tests call them directly and `dashboard.views` only adds caching and layout helpers.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from vae_core.distributions import mixture_responsibilities, reparameterize
+from vae_core.distributions import mixture_responsibilities
 from vae_core.evaluate import model_device
 from vae_core.imaging import image_grid
+from vae_core.priors import MixturePrior
+from vae_core.seeding import seeded
 
 TRAIN_COLOR, VAL_COLOR, BETA_COLOR = "#1f77b4", "#ff7f0e", "rgba(120, 120, 120, 0.8)"
 
@@ -39,6 +42,12 @@ def models_table(rows: list[dict]) -> tuple[pd.DataFrame, list[tuple[str, str]]]
     good = [{c: row.get(c) for c in TABLE_COLUMNS} for row in rows if not row.get("error")]
     broken = [(row["checkpoint"], row["error"]) for row in rows if row.get("error")]
     return pd.DataFrame(good, columns=TABLE_COLUMNS), broken
+
+
+def tables_by_dataset(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The Models table cut into one table per dataset, in the order the datasets first appear."""
+    return {name: group.drop(columns="dataset").reset_index(drop=True)
+            for name, group in table.groupby("dataset", sort=False)}
 
 
 def training_curve_figure(history: list[dict], quantity: str) -> go.Figure:
@@ -221,12 +230,18 @@ def columns_for(n: int, max_columns: int = 16) -> int:
 # Model computations (no gradients; seeded so the dashboard is reproducible)
 
 
+def mixture_prior(model) -> MixturePrior | None:
+    """The model's prior when it is a mixture (it has components to show), else None."""
+    return model.prior if isinstance(model.prior, MixturePrior) else None
+
+
 @torch.no_grad()
 def prior_components(model) -> tuple[np.ndarray, np.ndarray] | None:
-    """(means, logvars) of the prior's K components, each (K, D), or None for a standard normal."""
-    if not hasattr(model.prior, "components"):
+    """(means, logvars) of the prior's K components, each (K, D), or None when it is no mixture."""
+    prior = mixture_prior(model)
+    if prior is None:
         return None
-    means, logvars = model.prior.components()
+    means, logvars = prior.components()
     return means.cpu().numpy(), logvars.cpu().numpy()
 
 
@@ -245,50 +260,57 @@ def reconstruct(model, images) -> np.ndarray:
 @torch.no_grad()
 def prior_samples(model, n: int, seed: int) -> np.ndarray:
     """n images from the model: z ~ p(z) (a mixture picks a component per sample), decoded."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed, model_device(model)):
         return model.sample(n).cpu().numpy()
 
 
 @torch.no_grad()
 def component_samples(model, component: int, n: int, seed: int) -> np.ndarray:
-    """n images decoded from z ~ q(z | u_k) (a VampPrior) or N(m_k, v_k) (a mixture) for k = component."""
-    means, logvars = model.prior.components()
-    assert 0 <= component < len(means), f"component {component} out of range 0..{len(means) - 1}"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        z = reparameterize(means[component].expand(n, -1), logvars[component].expand(n, -1))
+    """n images decoded from draws of one component of a mixture prior (q(z | u_k) for a VampPrior)."""
+    with seeded(seed, model_device(model)):
+        z = model.prior.component_sample(component, n)
     return model.decode(z).cpu().numpy()
 
 
-def analyse_mixture(model, test_means, train_images, neighbours: int = 8) -> dict | None:
-    """Everything the Pseudo-inputs page shows about a mixture prior; None for a standard normal.
+@dataclass(frozen=True)
+class MixtureAnalysis:
+    """What the Pseudo-inputs page shows about a mixture prior's K components."""
 
-    `test_means` are the test set's posterior means on the prior's layer (N, D). "heads" are the
-    pseudo-inputs (VampPrior) or, for a mog prior, its means decoded; "order" ranks the components
-    by mean responsibility; "winners" counts the test images each component is most likely for;
-    "neighbours"/"distances" are the nearest training images to each head in pixel space.
+    name: str  # what one component is ("pseudo-input", "mixture mean")
+    symbol: str  # "u_k" or "m_k"
+    density: str  # "q(z | u_k)" or "N(m_k, diag v_k)"
+    images_are_inputs: bool  # heads are images in data space (pseudo-inputs), not decoded means
+    mean_resp: np.ndarray  # (K,) share of the test set each component explains
+    order: np.ndarray  # (K,) components by mean_resp, largest first
+    winners: np.ndarray  # (K,) test images each component is the most likely one for
+    heads: np.ndarray  # (K, C, H, W) one image per component
+    reconstructions: np.ndarray | None  # (K, C, H, W) the heads reconstructed (pseudo-inputs only)
+    neighbours: np.ndarray  # (K, m) indices of the nearest training images to each head
+    distances: np.ndarray  # (K, m) their pixel-space distances
+
+
+@torch.no_grad()
+def analyse_mixture(model, test_means, train_images, neighbours: int = 8) -> MixtureAnalysis | None:
+    """Everything the Pseudo-inputs page shows about a mixture prior; None when the prior is no mixture.
+
+    `test_means` are the test set's posterior means on the prior's layer (N, D); "heads" are the
+    prior's component images (the pseudo-inputs of a VampPrior, the decoded means of a mixture of
+    Gaussians); the nearest training images are found in pixel space.
     """
-    components = prior_components(model)
-    if components is None:
+    prior = mixture_prior(model)
+    if prior is None:
         return None
-    means, logvars = components
+    means, logvars = prior_components(model)
     responsibilities = component_responsibilities(test_means, means, logvars)  # (N, K)
     mean_resp = responsibilities.mean(axis=0)
-    pseudo = hasattr(model.prior, "pseudo_inputs")
-    with torch.no_grad():  # pseudo-inputs live in data space; a mixture's means only through the decoder
-        heads = model.prior.pseudo_inputs.cpu().numpy() if pseudo else decode(model, means)
+    heads = prior.component_images(model.decode).float().cpu().numpy()
     index, distances = nearest_neighbours(heads, train_images, neighbours)
-    return {
-        "kind": "pseudo-inputs" if pseudo else "means",
-        "mean_resp": mean_resp,
-        "order": component_order(mean_resp),
-        "winners": np.bincount(responsibilities.argmax(1), minlength=len(means)),
-        "heads": heads,
-        "reconstructions": reconstruct(model, heads) if pseudo else None,
-        "neighbours": index,
-        "distances": distances,
-    }
+    return MixtureAnalysis(
+        name=prior.component_name, symbol=prior.component_symbol, density=prior.component_density,
+        images_are_inputs=prior.images_are_inputs, mean_resp=mean_resp, order=component_order(mean_resp),
+        winners=np.bincount(responsibilities.argmax(1), minlength=len(means)), heads=heads,
+        reconstructions=reconstruct(model, heads) if prior.images_are_inputs else None,
+        neighbours=index, distances=distances)
 
 
 def interpolate(z_a, z_b, steps: int) -> np.ndarray:

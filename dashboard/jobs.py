@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
-import re
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -312,98 +310,3 @@ def default_threads() -> int:
 
 REGISTRY = JobRegistry()  # one per server process, shared by every session
 atexit.register(REGISTRY.shutdown)
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers for the Train page
-
-_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def make_model_config(dataset: str, model: str, prior: str, components: int, latent_dim: int,
-                      hidden: int) -> ModelConfig:
-    """A ModelConfig as the CLI builds it: the dataset's shape, likelihood and pseudo-input init."""
-    spec = get_spec(dataset)
-    return ModelConfig(model=model, prior=prior, likelihood=spec.likelihood, dataset=spec.name,
-                       input_shape=spec.input_shape, latent_dim=latent_dim, latent_dim_z1=latent_dim,
-                       hidden=hidden, components=components, pseudo_init_mean=spec.pseudo_init_mean,
-                       pseudo_init_std=spec.pseudo_init_std).validate()
-
-
-def run_name(config: ModelConfig) -> str:
-    """A readable default folder name, e.g. digits-vae-vampprior-K100-z20."""
-    k = f"-K{config.components}" if config.prior != "standard" else ""
-    return f"{config.dataset}-{config.model}-{config.prior}{k}-z{config.latent_dim}"
-
-
-def check_folder_name(name: str) -> str:
-    """A plain folder name (letters, digits, . _ -), so a run cannot be written outside the runs folder."""
-    name = name.strip()
-    if not _FOLDER_NAME.match(name) or name in (".", ".."):
-        raise ValueError(f"{name!r} is not a plain folder name: use letters, digits, '.', '_' and '-' "
-                         "(at most 100, starting with a letter or digit)")
-    return name
-
-
-def unique_folder(root: Path, name: str) -> Path:
-    """root/name, or root/name-2, name-3, ... when it is taken."""
-    candidate, n = Path(root) / name, 2
-    while candidate.exists():
-        candidate, n = Path(root) / f"{name}-{n}", n + 1
-    return candidate
-
-
-def saved_configs(out: str | Path, epochs: int | None = None) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training settings a checkpoint folder was trained with (to resume it), with
-    `epochs` replacing the planned number of epochs when given."""
-    model_config, train_settings = ckpt.read_config(out)
-    train_config = TrainConfig.from_dict(train_settings)
-    return model_config, (train_config if epochs is None else replace(train_config, epochs=epochs))
-
-
-def trained_epochs(out: str | Path) -> int:
-    """Epochs a checkpoint folder has been trained for (from its resume state, else its history)."""
-    out = Path(out)
-    if (out / ckpt.TRAIN_STATE_FILE).is_file():
-        return int(ckpt.read_json(out / ckpt.TRAIN_STATE_FILE).get("epoch", 0))
-    return len(ckpt.read_json(out / ckpt.HISTORY_FILE)) if (out / ckpt.HISTORY_FILE).is_file() else 0
-
-
-def resumable_runs(root: str | Path) -> list[Path]:
-    """Folders directly under `root` holding the state to resume training (newest first)."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if (p / ckpt.LAST_FILE).is_file() and (p / ckpt.CONFIG_FILE).is_file()]
-    return sorted(found, key=lambda p: (p / ckpt.LAST_FILE).stat().st_mtime, reverse=True)
-
-
-def format_duration(seconds: float | None) -> str:
-    """'1 h 02 min', '3 min 05 s', '12 s', or '…' when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "…"
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
-def progress_text(status: JobStatus) -> str:
-    """The line above the progress bar."""
-    epochs = status.train_config.epochs
-    if status.state == "evaluating":
-        return (f"evaluating the best weights: test log-likelihood with {DEFAULT_SAMPLES} importance samples, "
-                f"{status.evaluated}/{status.to_evaluate} images")
-    if status.active:
-        current = min(status.epoch + 1, epochs)
-        steps = f", step {status.step}/{status.steps}" if status.steps else ""
-        what = "stopping after this epoch" if status.state == "stopping" else f"ETA {format_duration(status.eta)}"
-        return f"epoch {current}/{epochs}{steps} · {what}"
-    ended = {"finished": "finished", "stopped": "stopped", "failed": "failed"}[status.state]
-    if status.state == "finished" and status.stopped_early:
-        ended = "stopped early (the validation loss stopped improving)"
-    evaluated = (f" · test metrics on {status.evaluated} images in metrics.json"
-                 if status.to_evaluate and status.evaluated == status.to_evaluate else "")
-    return f"{ended} after epoch {status.epoch}/{epochs} · {format_duration(status.elapsed)}{evaluated}"

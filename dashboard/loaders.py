@@ -1,7 +1,8 @@
-"""Cached loaders shared by the pages: models (cache_resource), arrays (cache_data).
+"""Cached loaders shared by the pages: models and evaluation images (cache_resource), codes (cache_data).
 
-Cache keys include the checkpoint's weights modification time, so a retrained checkpoint is
-reloaded rather than served stale.
+Keys hold the checkpoint's weights modification time, so a retrained checkpoint is reloaded rather
+than served stale; evaluation images are keyed by the embedded sample's time and the data folder
+too, so a newly downloaded dataset replaces the sample.
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ import streamlit as st
 import torch
 
 from vae_core import checkpoint as ckpt
-from vae_core.data import DatasetSplits, load_dataset
+from vae_core import embedded, paths
 from vae_core.evaluate import posterior_means
 from vae_core.snapshots import Snapshot, load_snapshot
 from vae_core.train import resolve_device
 
 
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
 def weights_mtime(path: str | Path) -> float:
-    weights = Path(path) / ckpt.WEIGHTS_FILE
-    return weights.stat().st_mtime if weights.exists() else 0.0
+    return _mtime(Path(path) / ckpt.WEIGHTS_FILE)
+
+
+def data_key(path: str | Path) -> tuple[str, float, str]:
+    """What the evaluation images of a checkpoint depend on: the folder, its sample, the data folder."""
+    return str(path), _mtime(Path(path) / embedded.SAMPLE_FILE), str(paths.data_dir())
 
 
 def available_devices() -> list[str]:
@@ -43,21 +52,27 @@ def load_model(path: str | Path, device: str = "cpu") -> torch.nn.Module:
     return _load_model(str(path), device, weights_mtime(path))
 
 
-@st.cache_data(show_spinner="Loading dataset…", max_entries=8)
-def load_splits(dataset: str, data_dir: str | None = None) -> DatasetSplits:
-    return load_dataset(dataset, data_dir)
+@st.cache_resource(show_spinner="Loading the images…", max_entries=8)  # shared, never copied: read-only
+def _evaluation_data(key: tuple[str, float, str]) -> embedded.EvaluationData:
+    return embedded.evaluation_data(key[0], key[2])
 
 
-@st.cache_data(show_spinner="Encoding the test set…", max_entries=32)
-def _test_posterior_means(path: str, device: str, mtime: float, dataset: str) -> dict[str, np.ndarray]:
+def evaluation_data(path: str | Path) -> embedded.EvaluationData:
+    """The checkpoint's test and training images: the dataset's files, else its embedded sample.
+
+    Raises VampvizError (one line) when neither is there or the sample is damaged."""
+    return _evaluation_data(data_key(path))
+
+
+@st.cache_data(show_spinner="Encoding the test images…", max_entries=32)
+def _test_posterior_means(path: str, device: str, mtime: float, key: tuple) -> dict[str, np.ndarray]:
     model = _load_model(path, device, mtime)
-    return posterior_means(model, load_splits(dataset).x_test)
+    return posterior_means(model, _evaluation_data(key).x_test)
 
 
 def test_posterior_means(path: str | Path, device: str = "cpu") -> dict[str, np.ndarray]:
-    """E_q[z|x] of every test image for each latent layer: {layer: (N, D)}."""
-    config, _ = ckpt.read_config(path)
-    return _test_posterior_means(str(path), device, weights_mtime(path), config.dataset)
+    """E_q[z|x] of every evaluation test image for each latent layer: {layer: (N, D)}."""
+    return _test_posterior_means(str(path), device, weights_mtime(path), data_key(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

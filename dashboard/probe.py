@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 
 from vae_core.evaluate import model_device
+from vae_core.seeding import seeded
 
-from .gallery import component_responsibilities, decode, prior_components
+from .gallery import mixture_prior
 
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
 ORIENTATION_TAG = 0x0112
@@ -144,29 +146,40 @@ def image_to_input(file_bytes: bytes, input_shape, input_type: str, *, binarize:
 # The model on one input
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the model does with one image."""
+
+    reconstruction: np.ndarray  # (C, H, W)
+    means: dict[str, np.ndarray]  # posterior mean per latent layer
+    elbo: float  # mean over draws of z
+    responsibilities: np.ndarray | None = None  # (K,) p(k | z) on the prior's layer; None: no mixture
+    heads: np.ndarray | None = None  # (K, C, H, W) the components' images
+    component_name: str | None = None  # "pseudo-input", "mixture mean"
+    images_are_inputs: bool = False
+
+
 @torch.no_grad()
-def probe(model, x: np.ndarray, elbo_samples: int = 64, seed: int = 0) -> dict:
+def probe(model, x: np.ndarray, elbo_samples: int = 64, seed: int = 0) -> ProbeResult:
     """Reconstruction, posterior means per layer, a mean ELBO, and the prior components' responsibilities.
 
     The responsibilities r_k = p(k | z) are taken at the posterior mean z on the prior's layer (z2
-    for the HVAE), as on the Pseudo-inputs page; None for a standard normal prior.
+    for the HVAE), as on the Pseudo-inputs page; None when the prior is no mixture.
     """
     device = model_device(model)
     batch = torch.as_tensor(np.asarray(x, dtype=np.float32)[None], device=device)
     means = {name: m[0].float().cpu().numpy() for name, m in model.latent_means(batch).items()}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         elbo = model(batch.expand(elbo_samples, *batch.shape[1:]), beta=1.0).elbo.mean().item()
-    out = {"reconstruction": model.reconstruct(batch)[0].float().cpu().numpy(), "means": means, "elbo": elbo,
-           "responsibilities": None, "heads": None, "kind": None}
-    components = prior_components(model)
-    if components is not None:
-        top = means[model.latent_layers[-1]]
-        out["responsibilities"] = component_responsibilities(top[None], *components)[0]
-        pseudo = hasattr(model.prior, "pseudo_inputs")
-        out["kind"] = "pseudo-input" if pseudo else "decoded mean"
-        out["heads"] = model.prior.pseudo_inputs.float().cpu().numpy() if pseudo else decode(model, components[0])
-    return out
+    reconstruction = model.reconstruct(batch)[0].float().cpu().numpy()
+    prior = mixture_prior(model)
+    if prior is None:
+        return ProbeResult(reconstruction, means, elbo)
+    code = torch.as_tensor(means[model.prior_layer][None], device=device)
+    return ProbeResult(reconstruction, means, elbo,
+                       responsibilities=prior.responsibilities(code)[0].double().cpu().numpy(),
+                       heads=prior.component_images(model.decode).float().cpu().numpy(),
+                       component_name=prior.component_name, images_are_inputs=prior.images_are_inputs)
 
 
 def top_components(responsibilities: np.ndarray, count: int) -> np.ndarray:

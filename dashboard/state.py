@@ -6,8 +6,11 @@ import sys
 
 import streamlit as st
 
+from vae_core.embedded import EvaluationData
+from vae_core.errors import VampvizError
+
 from .catalog import Entry, checkpoint_dirs, find_checkpoints
-from .loaders import available_devices
+from .loaders import available_devices, evaluation_data
 
 
 def user_dir_from_argv(argv: list[str] | None = None) -> str | None:
@@ -26,6 +29,8 @@ def entries() -> list[Entry]:
     return find_checkpoints(checkpoint_dirs(extra))
 
 
+# what the app opens on: the paper's static-MNIST VampPrior VAE, else the small digits one
+DEFAULT_CHECKPOINTS = ("mnist-static-vae-vampprior", "digits-vae-vampprior")
 LECTURE_KEY = "lecture_mode"
 # Streamlit sizes text, headings and widgets in rem, so a larger root font scales the whole page
 LECTURE_CSS = """<style>
@@ -86,7 +91,7 @@ def render_sidebar() -> None:
             st.warning("No checkpoints found. Train one with `python -m vae_core train ... --out DIR`.")
         else:
             paths = [str(e.path) for e in found]
-            default = next((i for i, e in enumerate(found) if e.path.name == "digits-vae-vampprior"), 0)
+            default = next((i for name in DEFAULT_CHECKPOINTS for i, e in enumerate(found) if e.path.name == name), 0)
             if st.session_state.get("checkpoint") not in paths:
                 st.session_state["checkpoint"] = paths[default]
             st.selectbox("Checkpoint", paths, key="checkpoint",
@@ -110,6 +115,18 @@ def require_entry() -> Entry:
         st.info("Pick a checkpoint in the sidebar.")
         st.stop()
     return entry
+
+
+def require_data(entry: Entry) -> EvaluationData:
+    """The checkpoint's evaluation images, with a caption saying which they are; when there are
+    none (no dataset files, no embedded sample, or a damaged one) a one-line error and the page stops."""
+    try:
+        data = evaluation_data(entry.path)
+    except VampvizError as error:
+        st.error(str(error))
+        st.stop()
+    st.caption(f"Showing {data.description}.")
+    return data
 
 
 def device() -> str:

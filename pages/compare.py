@@ -2,31 +2,17 @@
 
 import streamlit as st
 
-from dashboard import compare, gallery, latent
-from dashboard.gallery_views import prior_samples, show_grid
-from dashboard.loaders import (
-    load_model,
-    load_splits,
-    test_posterior_means,
-    weights_mtime,
-)
+from dashboard import activity, compare, gallery
+from dashboard.loaders import evaluation_data, test_posterior_means
 from dashboard.state import device, entries, image_scale, lecture_mode, plotly_chart
+from dashboard.views import computed_metrics, pca_map, prior_samples, show_grid
 from vae_core.errors import VampvizError
 from vae_core.evaluate import ACTIVE_UNIT_THRESHOLD, unit_activity
 
-DEFAULTS = ("digits-vae-standard", "digits-vae-mog", "digits-vae-vampprior", "digits-vae-vampprior-data")
-
-
-@st.cache_data(show_spinner="Computing the metrics missing from metrics.json…", max_entries=16)
-def computed_metrics(path: str, dev: str, mtime: float, dataset: str, keys: tuple[str, ...]) -> dict:
-    return compare.compute_missing_metrics(load_model(path, dev), load_splits(dataset).x_test, keys)
-
-
-@st.cache_data(show_spinner="Projecting the latent codes…", max_entries=16)
-def pca_map(path: str, dev: str, mtime: float) -> dict:
-    model = load_model(path, dev)
-    means = test_posterior_means(path, dev)[latent.prior_layer(model)]
-    return latent.project(means, "PCA", {"components": latent.component_means(model)})
+# the paper's static-MNIST models first, then the small digits ones
+DEFAULTS = ("mnist-static-vae-standard", "mnist-static-vae-vampprior", "mnist-static-hvae-standard",
+            "mnist-static-hvae-vampprior", "digits-vae-standard", "digits-vae-mog", "digits-vae-vampprior",
+            "digits-vae-vampprior-data")
 
 
 st.title("⚖️ Compare priors")
@@ -43,8 +29,9 @@ st.markdown(
 found = [e for e in entries() if e.info is not None]
 by_path = {str(e.path): e for e in found}
 current = by_path.get(st.session_state.get("checkpoint"))
-default = sorted((p for p, e in by_path.items() if e.path.name in DEFAULTS and e.info.config.dataset == "digits"),
-                 key=lambda p: DEFAULTS.index(by_path[p].path.name))
+shipped = sorted((p for p, e in by_path.items() if e.path.name in DEFAULTS), key=lambda p: DEFAULTS.index(by_path[p].path.name))
+first = by_path[shipped[0]].info.config.dataset if shipped else None
+default = [p for p in shipped if by_path[p].info.config.dataset == first][:compare.MAX_MODELS]
 if len(default) < 2 and current is not None:  # no shipped set: the current checkpoint and its dataset's first others
     default = [p for p, e in by_path.items() if e.info.config.dataset == current.info.config.dataset][:4]
 picked = st.session_state.get("compare_checkpoints", default)
@@ -62,28 +49,28 @@ if refusal:
     st.error(refusal)
     st.stop()
 dataset, dev = chosen_entries[0].info.config.dataset, device()
-try:
-    splits = load_splits(dataset)
+try:  # every model is measured on the same images: those of the first checkpoint
+    data = evaluation_data(chosen_entries[0].path)
 except VampvizError as error:
-    st.error(f"The {dataset} test set is needed to compare these models: {error}")
+    st.error(f"The {dataset} test images are needed to compare these models: {error}")
     st.stop()
 
 # ---- the table ------------------------------------------------------------------------------
 rows = []
 for name, e in zip(names, chosen_entries):
     keys = tuple(compare.missing_metrics(e.info.metrics))
-    computed = computed_metrics(str(e.path), dev, weights_mtime(e.path), dataset, keys) if keys else None
+    computed = computed_metrics(e.path, dev, keys) if keys else None
     rows.append(compare.metrics_row(name, e.info.config, e.info.metrics, computed))
 table = compare.comparison_table(rows)
 st.subheader("Test metrics")
 all_stored = (table["source"] == "metrics.json").all()  # then the column says nothing: the caption says it
-hidden = {"source", "latent"} if lecture_mode() else {"source"} if all_stored else set()
+hidden = {"family"} | ({"source", "latent"} if lecture_mode() else {"source"} if all_stored else set())
 binary = all(e.info.config.likelihood == "bernoulli" for e in chosen_entries)  # entropy = blur only then
 st.dataframe(compare.styled_table(table, binary), hide_index=True, width="stretch", placeholder="—",
              column_order=[c for c in table.columns if c not in hidden])
-st.caption(f"On the {dataset} test set ({len(splits.x_test)} images"
-           f"{'; every figure from the checkpoints’ metrics.json' if all_stored else ''}). "
-           "Test LL: importance-sampled log p(x) in nats; "
+st.caption(("Every figure from the checkpoints' metrics.json (evaluate, on their test sets). " if all_stored else
+            f"Figures missing from metrics.json are computed here on {data.description}. ")
+           + "Test LL: importance-sampled log p(x) in nats; "
            "ELBO and KL: E_q[log p(x|z)] − KL and E_q[log q(z|x) − log p(z)] (KL is a trade-off, not a score, so it is "
            f"not highlighted); active units: dimensions with Cov_x E[z_d|x] > {ACTIVE_UNIT_THRESHOLD} (all layers); "
            "KL(q(z)‖p(z)): how far the aggregated posterior is from the prior; H samples: the decoder's entropy "
@@ -107,8 +94,9 @@ for column, name, e in zip(st.columns(len(chosen_entries)), names, chosen_entrie
 
 # ---- latent maps ----------------------------------------------------------------------------
 st.subheader("Latent maps on the same scale")
-maps = {name: pca_map(str(e.path), dev, weights_mtime(e.path)) for name, e in zip(names, chosen_entries)}
-plotly_chart(compare.latent_maps_figure(maps, splits.y_test, components_name="prior components (×)"))
+maps = {name: pca_map(e.path, dev, images_of=chosen_entries[0].path) for name, e in zip(names, chosen_entries)}
+plotly_chart(compare.latent_maps_figure(maps, data.y_test, components_name="prior components (×)"))
+st.caption(f"On {data.description}.")
 st.caption("Each panel: the PCA of one model's test posterior means on its prior's layer (z2 for an HVAE), coloured by "
            "label, with the prior's component means as black ×. All panels share one axis range, so a model whose "
            "codes spread wider really does use more of its latent space. PCA axes of different models are unrelated: "
@@ -120,6 +108,6 @@ activities = {}
 for name, e in zip(names, chosen_entries):
     stored = e.info.metrics.get("unit_activity")
     activities[name] = stored or unit_activity(test_posterior_means(str(e.path), dev))
-plotly_chart(latent.activity_curves_figure(compare.activity_curves(activities), ACTIVE_UNIT_THRESHOLD, log_y=True))
+plotly_chart(activity.activity_curves_figure(compare.activity_curves(activities), ACTIVE_UNIT_THRESHOLD, log_y=True))
 st.caption("Each line: one model's latent dimensions sorted from most to least active (log scale); the ones above "
            "the dashed line count as active. A line that drops below it early means collapsed units.")

@@ -4,14 +4,16 @@ from contextlib import nullcontext
 
 import streamlit as st
 
-from dashboard import gallery, latent
-from dashboard.loaders import (
-    load_model,
-    load_splits,
-    test_posterior_means,
-    weights_mtime,
+from dashboard import gallery, latent_map
+from dashboard.loaders import load_model, test_posterior_means
+from dashboard.state import (
+    device,
+    image_scale,
+    plotly_chart,
+    require_data,
+    require_entry,
 )
-from dashboard.state import device, image_scale, plotly_chart, require_entry
+from dashboard.views import projection
 from vae_core.imaging import image_grid, png_bytes
 
 AXES = {"raw": ("z₁", "z₂"), "PCA": ("PC 1", "PC 2"), "UMAP": ("UMAP 1", "UMAP 2"), "t-SNE": ("t-SNE 1", "t-SNE 2")}
@@ -23,14 +25,6 @@ NOTES = {
     "t-SNE": "t-SNE cannot place new points, so it was fitted on the test means, the component means and the "
              "prior samples together. Distances between clusters mean little.",
 }
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def projection(path: str, mtime: float, device_name: str, layer: str, method: str):
-    """Coordinates by name, and whether they came from the on-disk cache."""
-    model = load_model(path, device_name)
-    means = test_posterior_means(path, device_name)[layer]
-    return latent.latent_projection(model, means, layer, method, latent.weights_digest(path))
 
 
 def _typed_index():
@@ -52,9 +46,9 @@ st.markdown(
 )
 
 model = load_model(path, dev)
-splits = load_splits(config.dataset)
+data = require_data(entry)
 means = test_posterior_means(path, dev)
-top = latent.prior_layer(model)
+top = model.prior_layer
 layers = list(means)
 left, right = st.columns([1, 2]) if len(layers) > 1 else (None, st.container())
 layer = top
@@ -70,8 +64,8 @@ method = right.radio("Projection", methods, horizontal=True, key=f"latent_method
 
 show_components = show_prior = False
 if layer == top:
-    has_components = config.prior != "standard"
-    components_name = "pseudo-inputs" if config.prior.startswith("vampprior") else "mixture means"
+    has_components = config.has_components
+    components_name = f"{model.prior.component_name}s" if has_components else ""
     a, b = st.columns(2)
     show_components = a.toggle(f"Show the prior's {components_name}" if has_components else "Show components",
                                value=has_components, disabled=not has_components,
@@ -83,24 +77,25 @@ else:
 slow = method in ("UMAP", "t-SNE")
 hint = " The first UMAP after a server start also compiles numba (15–30 s)." if method == "UMAP" else ""
 with st.spinner(f"Fitting {method}…{hint}") if slow else nullcontext():
-    coords, from_disk = projection(path, weights_mtime(path), dev, layer, method)
+    coords, origin = projection(path, dev, layer, method)
 
-n_test = len(splits.x_test)
-fig = latent.latent_scatter_figure(
-    coords["points"], splits.y_test,
-    hover_images=splits.x_test if n_test <= 2000 else None,  # text thumbnails would bloat big maps
+n_test = len(data.x_test)
+fig = latent_map.latent_scatter_figure(
+    coords["points"], data.y_test,
+    hover_images=data.x_test if n_test <= 2000 else None,  # text thumbnails would bloat big maps
     components=coords.get("components") if show_components else None,
     components_name=components_name if show_components else "",
     prior_samples=coords.get("prior_samples") if show_prior else None,
     axis_titles=AXES[method],
 )
 event = plotly_chart(fig, on_select="rerun", selection_mode="points", key="latent_map")
-st.caption(NOTES[method] + (" Served from the on-disk cache." if from_disk and slow else "")
+ORIGINS = {"checkpoint": " Precomputed in the checkpoint.", "disk cache": " Served from the on-disk cache."}
+st.caption(NOTES[method] + (ORIGINS.get(origin, "") if slow else "")
            + f" {n_test} test images, layer {layer} ({dim}-D). Click legend entries to hide or show them.")
 
 # --- the image behind a point: clicked on the map, or typed as an index ---------------------------
 st.subheader("Inspect a point")
-picked = latent.selected_point(event.selection if event else None)
+picked = latent_map.selected_point(event.selection if event else None)
 if picked and picked != st.session_state.get("latent_last_pick"):
     st.session_state["latent_last_pick"] = picked
     st.session_state["latent_focus"] = picked
@@ -115,11 +110,11 @@ kind, index = st.session_state.get("latent_focus", ("test", int(st.session_state
 num_components = len(coords.get("components", []))
 if (kind == "test" and index >= n_test) or (kind == "component" and index >= num_components):
     kind, index = "test", int(st.session_state["latent_index"])  # the focus belonged to another checkpoint
-pictures, captions = latent.point_images(model, kind, index, splits.x_test)
+pictures, captions = latent_map.point_images(model, kind, index, data.x_test)
 scale = image_scale(gallery.display_scale(pictures.shape, 112))
 grid = image_grid(pictures, columns=len(pictures), padding=2, scale=scale)
 with images:
-    label = f", label {splits.y_test[index]}" if kind == "test" and splits.y_test is not None else ""
+    label = f", label {data.y_test[index]}" if kind == "test" and data.y_test is not None else ""
     st.image(grid, caption=" · ".join(captions) + label, output_format="PNG")
     st.download_button("Download PNG", png_bytes(grid), file_name=f"{entry.path.name}-{kind}-{index}.png",
                        mime="image/png")

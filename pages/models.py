@@ -5,6 +5,7 @@ import streamlit as st
 from dashboard import gallery
 from dashboard.catalog import summary_row
 from dashboard.state import current_entry, entries
+from vae_core.data import DATASETS
 
 st.title("📋 Models")
 st.markdown(
@@ -16,19 +17,21 @@ st.markdown(
     "log p(x) in nats (higher, i.e. closer to 0, is better); **ELBO** is the lower bound the model was "
     "trained on; **active units** counts latent dimensions the model really uses. Compare rows that "
     "differ only in the prior: the VampPrior should reach a higher test LL than the standard prior and "
-    "keep at least as many units active (on the tiny 8×8 digits nearly every unit stays active; on MNIST "
-    "the standard prior switches many off). Pick a checkpoint in the sidebar to see its details below.")
+    "keep more units active (on MNIST the standard prior switches many off; on the tiny 8×8 digits nearly every "
+    "unit stays active). Pick a checkpoint in the sidebar to see its details below.")
 
 table, broken = gallery.models_table([summary_row(e) for e in entries()])
 if table.empty:
     st.warning("No readable checkpoints found. Train one with `python -m vae_core train ... --out DIR` "
                "and add its folder in the sidebar.")
 else:
-    st.dataframe(table, hide_index=True, width="stretch", placeholder="—", column_config={
-        "test LL": st.column_config.NumberColumn(format="%.2f", help="log p(x) on the test set, nats"),
-        "ELBO": st.column_config.NumberColumn(format="%.2f", help="evidence lower bound on the test set, nats"),
-        "K": st.column_config.NumberColumn(help="pseudo-inputs or mixture components"),
-    })
+    for dataset, group in gallery.tables_by_dataset(table).items():
+        st.subheader(DATASETS[dataset].description if dataset in DATASETS else dataset)
+        st.dataframe(group, hide_index=True, width="stretch", placeholder="—", column_config={
+            "test LL": st.column_config.NumberColumn(format="%.2f", help="log p(x) on the test set, nats"),
+            "ELBO": st.column_config.NumberColumn(format="%.2f", help="evidence lower bound on the test set, nats"),
+            "K": st.column_config.NumberColumn(help="pseudo-inputs or mixture components"),
+        })
 for name, error in broken:
     st.error(f"**{name}** could not be read: {error}")
 

@@ -3,42 +3,27 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import latent
-from dashboard.loaders import (
-    load_model,
-    load_splits,
-    test_posterior_means,
-    weights_mtime,
+from dashboard import activity, prior_posterior
+from dashboard.loaders import load_model, test_posterior_means
+from dashboard.state import (
+    device,
+    entries,
+    lecture_mode,
+    plotly_chart,
+    require_data,
+    require_entry,
 )
-from dashboard.state import device, entries, lecture_mode, plotly_chart, require_entry
+from dashboard.views import (
+    aggregated_kl,
+    decoded_manifold,
+    prior_grid,
+    prior_posterior_samples,
+)
 from vae_core.evaluate import unit_activity
-
-
-@st.cache_data(show_spinner="Sampling the prior and the aggregated posterior…", max_entries=16)
-def samples(path: str, mtime: float, device_name: str, dataset: str, per_image: int):
-    """Posterior samples and labels, as many prior samples, and log p(z) at both."""
-    model = load_model(path, device_name)
-    splits = load_splits(dataset)
-    z_post, labels = latent.aggregated_posterior_samples(model, splits.x_test, splits.y_test, per_image)
-    z_prior = latent.sample_prior(model, len(z_post))
-    frozen = model.prior.frozen()  # a VampPrior encodes its pseudo-inputs once
-    return z_post, labels, z_prior, latent.prior_log_prob(frozen, z_post), latent.prior_log_prob(frozen, z_prior)
-
-
-@st.cache_data(show_spinner="Evaluating log p(z) on a grid…", max_entries=16)
-def prior_grid(path: str, mtime: float, device_name: str, xlim: tuple, ylim: tuple, resolution: int = 150):
-    frozen = load_model(path, device_name).prior.frozen()
-    return latent.density_grid(lambda z: latent.prior_log_prob(frozen, z), xlim, ylim, resolution)
-
-
-@st.cache_data(show_spinner="Estimating KL(q(z) ‖ p(z))…", max_entries=16)
-def kl_estimate(path: str, mtime: float, device_name: str, dataset: str) -> float:
-    return latent.estimate_aggregated_kl(load_model(path, device_name), load_splits(dataset).x_test)
-
 
 entry = require_entry()
 config = entry.info.config
-path, dev, mtime = str(entry.path), device(), weights_mtime(entry.path)
+path, dev = str(entry.path), device()
 st.title("⛰️ Prior vs aggregated posterior")
 st.markdown(
     "The **aggregated posterior** q(z) = 1/N Σ_n q(z|x_n) is where the encoder actually puts the data. "
@@ -50,32 +35,33 @@ st.markdown(
     "both, and log p(z) at samples of each."
 )
 model = load_model(path, dev)
-layer = latent.prior_layer(model)
+layer = model.prior_layer
 if layer != "z":
     st.caption(f"This is a hierarchical VAE: the prior lives on the top layer {layer}, "
                f"so everything here is about {layer}.")
-splits = load_splits(config.dataset)
-n_test = len(splits.x_test)
+data = require_data(entry)
+n_test = len(data.x_test)
 per_image = min(8, max(1, 2000 // n_test))  # about 2,000 points in all
 if not lecture_mode():  # not needed to show it
     per_image = st.slider("Posterior samples per test image", 1, 10, per_image,
                           help="z_n ~ q(z|x_n); the same number of samples is drawn from the prior.")
-z_post, labels, z_prior, logp_post, logp_prior = samples(path, mtime, dev, config.dataset, per_image)
+paired = prior_posterior_samples(path, dev, per_image)
+z_post, labels, z_prior = paired.posterior, paired.labels, paired.prior
 dim = z_post.shape[1]
 
 # --- KL ------------------------------------------------------------------------------------------
-kl = kl_estimate(path, mtime, dev, config.dataset)
+kl = aggregated_kl(path, dev)
 left, right = st.columns([1, 2])
 left.metric("KL(q(z) ‖ p(z)), Monte Carlo", f"{kl:.2f} nats",
             help="One z_n ~ q(z|x_n) per test image; log q(z_n) is the mixture of all N posteriors.")
-rows = [{"checkpoint": e.path.name, "model": e.info.config.model.upper(), "prior": e.info.config.prior,
+rows = [{"checkpoint": e.path.name, "model": e.info.config.model.upper(), "prior": e.info.config.prior_title,
          "KL(q(z) ‖ p(z))": e.info.metrics.get("aggregated_posterior_kl")}
         for e in entries() if e.info is not None and e.info.config.dataset == config.dataset]
 right.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—",
                column_config={"KL(q(z) ‖ p(z))": st.column_config.NumberColumn(format="%.2f nats")})
 right.caption("From each checkpoint's metrics.json. Lower means the prior matches where the data is encoded; "
               "a VampPrior is designed to match the aggregated posterior, so the paper's argument predicts it lower "
-              "than for a standard normal prior of the same model; on these small 8×8 models the gap can be small. "
+              "than for a standard normal prior of the same model. "
               "(Monte Carlo estimates, noisy in the second digit; log q(z) uses the finite test set.)")
 
 # --- 2-D: the density itself -----------------------------------------------------------------
@@ -83,24 +69,32 @@ if dim == 2:
     st.subheader("Prior density and posterior samples")
     scale = st.radio("Colour by", ["log-density", "density"], horizontal=True,
                      help="log p(z) shows the shape of every component; p(z) shows where the mass is.")
-    xlim, ylim = latent.grid_limits(z_post, z_prior)
-    xs, ys, log_p = prior_grid(path, mtime, dev, xlim, ylim)
-    plotly_chart(latent.prior_contour_figure(xs, ys, log_p, z_post, labels, density=scale == "density"))
+    xlim, ylim = prior_posterior.grid_limits(z_post, z_prior)
+    xs, ys, log_p = prior_grid(path, dev, xlim, ylim)
+    plotly_chart(prior_posterior.prior_contour_figure(xs, ys, log_p, z_post, labels, density=scale == "density"))
     st.caption("Contours: the prior p(z). Points: z ~ q(z|x) for test images, coloured by label. "
                "Dark regions without points are prior mass that decodes to no real image; points on pale regions are "
                "data the prior finds improbable.")
 
+    st.subheader("The decoded manifold")
+    steps = 15 if lecture_mode() else st.slider("Images per side", 6, 30, 15, key="manifold_steps")
+    images = decoded_manifold(path, dev, xlim, ylim, steps)
+    plotly_chart(prior_posterior.manifold_figure(images, xlim, ylim, xs, ys, log_p))
+    st.caption("Each tile is the decoder's mean image at that point of the latent plane; the lines are contours of "
+               "log p(z). Samples from the prior come from inside the contours: where the prior puts mass between "
+               "the data's clusters, the tiles there are the blurred in-between images it draws.")
+
 # --- marginals -------------------------------------------------------------------------------
 st.subheader("Marginals per dimension")
-order, _ = latent.sorted_activity(unit_activity(test_posterior_means(path, dev))[layer])
+order, _ = activity.sorted_activity(unit_activity(test_posterior_means(path, dev))[layer])
 dims = st.multiselect("Dimensions (default: the 8 most active)", list(range(dim)),
                       default=[int(d) for d in order[:8]], format_func=lambda d: f"{layer}[{d}]")
 if dims:
-    plotly_chart(latent.marginals_figure(z_prior, z_post, dims, layer=layer))
+    plotly_chart(prior_posterior.marginals_figure(z_prior, z_post, dims, layer=layer))
     st.caption("Grey: samples from the prior; red: samples from the aggregated posterior. An inactive unit "
                "shows two matching bell curves: its posterior has collapsed to the prior.")
 
 st.subheader("How probable does the prior find the encoded data?")
-plotly_chart(latent.log_prob_histogram_figure(logp_post, logp_prior))
+plotly_chart(prior_posterior.log_prob_histogram_figure(paired.log_p_posterior, paired.log_p_prior))
 st.caption("log p(z) at prior samples (grey) and at aggregated-posterior samples (red). If the red mass sits "
            "far left of the grey, the data lives where the prior puts little density: a prior hole.")

@@ -3,14 +3,8 @@
 import streamlit as st
 
 from dashboard import gallery
-from dashboard.gallery_views import (
-    NEIGHBOURS,
-    component_samples,
-    mixture_analysis,
-    show_grid,
-)
-from dashboard.loaders import load_splits
-from dashboard.state import device, require_entry
+from dashboard.state import device, require_data, require_entry
+from dashboard.views import NEIGHBOURS, component_samples, mixture_analysis, show_grid
 
 entry = require_entry()
 config = entry.info.config
@@ -26,22 +20,22 @@ st.markdown(
     "nearest to it **in pixel space** (Euclidean distance between images), which tells you whether it "
     "looks like a real digit or like a blurred prototype of one.")
 
-if config.prior == "standard":
-    st.info("This checkpoint uses the **standard normal prior** N(0, I): it has no components and no "
-            "pseudo-inputs. Pick a VampPrior checkpoint (e.g. `digits-vae-vampprior`) in the sidebar, "
-            "or a mixture-of-Gaussians (`mog`) one to see its decoded component means.")
+analysis = mixture_analysis(entry.path, device()) if config.has_components else None
+if analysis is None:
+    st.info(f"This checkpoint's prior is the **{config.prior_title}**: it is no mixture, so it has no components "
+            "and no pseudo-inputs. Pick a VampPrior checkpoint in the sidebar, or a mixture-of-Gaussians one to "
+            "see its decoded component means.")
     st.stop()
-
-analysis = mixture_analysis(entry.path, device())
-pseudo = analysis["kind"] == "pseudo-inputs"
-order, mean_resp, heads = analysis["order"], analysis["mean_resp"], analysis["heads"]
+data = require_data(entry)
+pseudo = analysis.images_are_inputs
+order, mean_resp, heads = analysis.order, analysis.mean_resp, analysis.heads
 K = len(order)
-what = "pseudo-inputs" if pseudo else "decoded component means"
+what = f"{analysis.name}s" if pseudo else f"decoded {analysis.name}s"
 if not pseudo:
-    st.info("This checkpoint's prior is a **mixture of K Gaussians** with learned means m_k in latent space "
-            "(`mog`), not a VampPrior: it has no pseudo-inputs. What you see instead are the component "
-            "means pushed through the decoder, decode(m_k), ordered the same way (by the share of test "
-            "codes each Gaussian explains). Nearest training images are measured to these decoded means.")
+    st.info(f"This checkpoint's prior is a **{config.prior_title}** with learned means {analysis.symbol} in latent "
+            "space, not a VampPrior: it has no pseudo-inputs. What you see instead are the component means pushed "
+            "through the decoder, ordered the same way (by the share of test codes each component explains). "
+            "Nearest training images are measured to these decoded means.")
 
 st.subheader("Share of the test set explained by each component")
 st.plotly_chart(gallery.responsibility_figure(mean_resp, order), width="stretch")
@@ -55,15 +49,15 @@ left.markdown(f"**{what.capitalize()}**, most used first (row by row)")
 show_grid(gallery.grid(heads[order], columns), f"{entry.path.name}-{what.replace(' ', '-')}", container=left)
 if pseudo:
     right.markdown("**Their reconstructions** (each pseudo-input encoded, then decoded), same order")
-    show_grid(gallery.grid(analysis["reconstructions"][order], columns), f"{entry.path.name}-pseudo-reconstructions",
+    show_grid(gallery.grid(analysis.reconstructions[order], columns), f"{entry.path.name}-pseudo-reconstructions",
               container=right)
 
 st.subheader("Nearest training images")
 rows = st.slider("Components to show (most used first)", 1, K, min(10, K))
 st.caption(f"Each row: the {what[:-1]} (first column), then its {NEIGHBOURS} nearest training images in "
            "pixel space, nearest first.")
-train = load_splits(config.dataset).x_train
-neighbours = analysis["neighbours"]
+train = data.x_train
+neighbours = analysis.neighbours
 show_grid(gallery.grid(gallery.neighbour_rows(heads[order[:rows]], train, neighbours[order[:rows]]), NEIGHBOURS + 1),
           f"{entry.path.name}-nearest-training-images")
 
@@ -72,17 +66,17 @@ rank = st.select_slider("Component, by rank (1 = explains most data)", options=l
                         format_func=lambda r: f"#{r} · k={order[r - 1]}")
 k = int(order[rank - 1])
 st.markdown(f"Component **k = {k}** (rank {rank} of {K}) explains **{mean_resp[k]:.1%}** of the test set and is "
-            f"the most likely component for {analysis['winners'][k]} of {analysis['winners'].sum()} test images.")
+            f"the most likely component for {analysis.winners[k]} of {analysis.winners.sum()} test images.")
 big = gallery.display_scale(config.input_shape, 160)
 one, two, three = st.columns([1, 1, 3])
 one.image(gallery.grid(heads[k : k + 1], 1, big), caption=what[:-1])
 if pseudo:
-    two.image(gallery.grid(analysis["reconstructions"][k : k + 1], 1, big), caption="reconstruction")
-distances = ", ".join(f"{d:.1f}" for d in analysis["distances"][k][:4])
+    two.image(gallery.grid(analysis.reconstructions[k : k + 1], 1, big), caption="reconstruction")
+distances = ", ".join(f"{d:.1f}" for d in analysis.distances[k][:4])
 three.image(gallery.grid(train[neighbours[k]], NEIGHBOURS // 2, big // 2),
             caption=f"nearest training images (pixel distances {distances}, …)")
 seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="pseudo_seed")
-st.markdown(f"**Samples from this component**: z ~ {'q(z | u_k)' if pseudo else 'N(m_k, diag v_k)'}, decoded. "
+st.markdown(f"**Samples from this component**: z ~ {analysis.density}, decoded. "
             "They show how much variety one component covers.")
 show_grid(gallery.grid(component_samples(entry.path, device(), k, 32, int(seed)), 16),
           f"{entry.path.name}-component-{k}-samples")

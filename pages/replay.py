@@ -5,9 +5,9 @@ import time
 import streamlit as st
 
 from dashboard import gallery, replay
-from dashboard.gallery_views import show_grid
 from dashboard.loaders import snapshot
 from dashboard.state import require_entry
+from dashboard.views import show_grid
 from vae_core.snapshots import list_snapshots
 
 entry = require_entry()

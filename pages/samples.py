@@ -3,7 +3,8 @@
 import streamlit as st
 
 from dashboard import gallery
-from dashboard.gallery_views import (
+from dashboard.state import device, require_data, require_entry
+from dashboard.views import (
     component_samples,
     interpolation,
     mixture_analysis,
@@ -11,8 +12,6 @@ from dashboard.gallery_views import (
     show_grid,
     test_reconstructions,
 )
-from dashboard.loaders import load_splits
-from dashboard.state import device, require_entry
 
 entry = require_entry()
 config, name = entry.info.config, entry.path.name
@@ -47,26 +46,28 @@ if sharpness and config.likelihood == "bernoulli":  # for grey pixels the entrop
                "reconstructions); lower is sharper (from metrics.json; Compare priors puts models side by side).")
 
 st.subheader("Samples from one component")
-if config.prior == "standard":
-    st.info("The standard normal prior has a single component, so the samples above are already "
-            "'from one component'. Pick a VampPrior or mog checkpoint to sample its components separately.")
+if not config.has_components:
+    st.info(f"The {config.prior_title} prior has a single component, so the samples above are already "
+            "'from one component'. Pick a VampPrior or mixture-of-Gaussians checkpoint to sample its components "
+            "separately.")
 else:
+    data = require_data(entry)
     analysis = mixture_analysis(entry.path, device())
-    order, K = analysis["order"], len(analysis["order"])
-    pseudo = analysis["kind"] == "pseudo-inputs"
+    order, K = analysis.order, len(analysis.order)
     rank = st.number_input(f"Component rank (1 = explains most test data, {K} = least)", 1, K, 1)
     k = int(order[rank - 1])
     left, right = st.columns([1, 4])
-    left.image(gallery.grid(analysis["heads"][k : k + 1], 1, gallery.display_scale(config.input_shape, 128)),
-               caption=f"{'pseudo-input u' if pseudo else 'decoded mean m'}_{k}")
-    right.markdown(f"z ~ {'q(z | u_k)' if pseudo else 'N(m_k, diag v_k)'} for k = {k}, decoded "
-                   f"(explains {analysis['mean_resp'][k]:.1%} of the test set)")
+    left.image(gallery.grid(analysis.heads[k : k + 1], 1, gallery.display_scale(config.input_shape, 128)),
+               caption=f"{analysis.name} {analysis.symbol[0]}_{k}" if analysis.images_are_inputs
+               else f"decoded {analysis.name} {analysis.symbol[0]}_{k}")
+    right.markdown(f"z ~ {analysis.density} for k = {k}, decoded "
+                   f"(explains {analysis.mean_resp[k]:.1%} of the test set)")
     show_grid(gallery.grid(component_samples(entry.path, device(), k, 32, int(seed)), 8),
               f"{name}-component-{k}-seed{seed}", container=right)
 
 st.subheader("Reconstructions")
-splits = load_splits(config.dataset)
-x_test = splits.x_test
+data = require_data(entry)
+x_test = data.x_test
 a, b = st.columns(2)
 count = a.slider("Test images", 8, 64, 32, step=8)
 start = b.number_input("First test image", 0, max(0, len(x_test) - count), 0)
@@ -75,15 +76,16 @@ st.caption("Odd rows: test images; even rows: their reconstructions decode(E[z|x
 show_grid(gallery.grid(gallery.interleave_rows(images, reconstructions, 16), 16), f"{name}-reconstructions-{start}")
 
 st.subheader("Interpolation in latent space")
-layer = list(config.latent_sizes)[-1]
+layer = config.prior_layer
 a, b, c = st.columns(3)
 first = a.number_input("From test image", 0, len(x_test) - 1, 0)
-default_last = min(len(x_test) - 1, gallery.other_class_index(splits.y_test, 0))  # a different digit
+default_last = min(len(x_test) - 1, gallery.other_class_index(data.y_test, 0))  # a different digit
 last = b.number_input("To test image", 0, len(x_test) - 1, default_last)
 steps = c.slider("Steps", 3, 20, 10)
 st.caption(f"The posterior means E[{layer}|x] of the two test images (shown at the ends), joined by a straight "
            f"line in {layer}-space; each point on it is decoded"
-           + (" (the HVAE's z1 is taken at the mean of p(z1|z2))." if config.model == "hvae" else "."))
+           + (f" (the lower layer {list(config.latent_sizes)[0]} is taken at the mean of its conditional prior)."
+              if len(config.latent_sizes) > 1 else "."))
 path_images = interpolation(entry.path, device(), int(first), int(last), steps)
 strip = gallery.with_ends(x_test[first], path_images, x_test[last])
 show_grid(gallery.grid(strip, len(strip)), f"{name}-interpolation-{first}-{last}")

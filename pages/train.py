@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from dashboard import gallery, jobs, replay
+from dashboard import gallery, jobs, replay, train_form
 from dashboard.catalog import runs_dir
-from dashboard.gallery_views import show_grid
 from dashboard.loaders import available_devices, snapshot
 from dashboard.state import device, entries
+from dashboard.views import show_grid
 from vae_core.data import DATASETS
 from vae_core.errors import VampvizError
 from vae_core.models import MODELS
@@ -49,7 +49,7 @@ def start(model_config, train_config, out, resume=False) -> bool:
 def resume(out, epochs: int) -> bool:
     """Continue the run in `out` from its last epoch up to `epochs`, with its saved settings."""
     try:
-        return start(*jobs.saved_configs(out, epochs), out, resume=True)
+        return start(*train_form.saved_configs(out, epochs), out, resume=True)
     except (VampvizError, ValueError) as error:
         st.error(str(error))
         return False
@@ -98,22 +98,22 @@ with new_run.form("train-form"):
 
 if submitted:
     try:  # messages go under the form, where the eye is
-        config = jobs.make_model_config(dataset, model, prior, int(components), int(latent), int(hidden))
-        out = root / jobs.check_folder_name(name) if name.strip() else jobs.unique_folder(root, jobs.run_name(config))
+        config = train_form.make_model_config(dataset, model, prior, int(components), int(latent), int(hidden))
+        out = root / train_form.check_folder_name(name) if name.strip() else train_form.unique_folder(root, train_form.run_name(config))
         start(config, TrainConfig(epochs=int(epochs), warmup=int(warmup), device=train_device,
                                   snapshot_every=int(every)), out)
     except (VampvizError, ValueError) as error:
         new_run.error(str(error))
 
 with st.expander("⏯️ Resume an earlier run"):
-    idle = [p for p in jobs.resumable_runs(root) if not getattr(jobs.REGISTRY.status(p), "active", False)]
+    idle = [p for p in train_form.resumable_runs(root) if not getattr(jobs.REGISTRY.status(p), "active", False)]
     if not idle:
         st.caption(f"No stopped runs under {root} (a run keeps its resume state in last.safetensors).")
     else:
         one, two, three = st.columns([3, 1, 1], vertical_alignment="bottom")
         chosen = one.selectbox("Run", idle, format_func=lambda p: p.name)
         try:
-            done, planned = jobs.trained_epochs(chosen), jobs.saved_configs(chosen)[1].epochs
+            done, planned = train_form.trained_epochs(chosen), train_form.saved_configs(chosen)[1].epochs
         except (VampvizError, ValueError) as error:
             st.error(str(error))
         else:
@@ -142,9 +142,9 @@ def job_panel(out: str, polling: bool) -> None:
     config = status.model_config
     st.subheader(f"Run `{status.out.name}`")
     st.caption(f"{config.dataset} · {config.model.upper()} · {config.prior}"
-               f"{f', K={config.components}' if config.prior != 'standard' else ''} · z={config.latent_dim} · "
+               f"{f', K={config.components}' if config.has_components else ''} · z={config.latent_dim} · "
                f"{status.out}")
-    st.progress(status.fraction, text=jobs.progress_text(status))
+    st.progress(status.fraction, text=train_form.progress_text(status))
     if status.state == "failed":
         st.error(status.error)
     elif status.state in ("finished", "stopped"):

@@ -228,18 +228,18 @@ def test_component_samples_come_from_that_component(tiny_models):
                                np.repeat(gallery.decode(model, means[1:2]), 3, axis=0), atol=1e-4)
 
 
-@pytest.mark.parametrize("name, kind", [("vamp", "pseudo-inputs"), ("mog", "means"), ("hvae-vamp", "pseudo-inputs")])
-def test_analyse_mixture(tiny_models, name, kind):
+@pytest.mark.parametrize("name, inputs", [("vamp", True), ("mog", False), ("hvae-vamp", True)])
+def test_analyse_mixture(tiny_models, name, inputs):
     model = tiny_models[name]
     rng = np.random.default_rng(0)
     test_means, train = rng.standard_normal((30, 3)), rng.random((40, 1, 8, 8))
     a = gallery.analyse_mixture(model, test_means, train, neighbours=4)
-    assert a["kind"] == kind
-    assert a["mean_resp"].shape == (5,) and abs(a["mean_resp"].sum() - 1) < 1e-9
-    assert sorted(a["order"].tolist()) == list(range(5))
-    assert a["mean_resp"][a["order"][0]] == a["mean_resp"].max() and a["winners"].sum() == 30
-    assert a["heads"].shape == (5, 1, 8, 8)
-    assert (a["reconstructions"] is None) == (kind == "means")
-    assert a["neighbours"].shape == a["distances"].shape == (5, 4)
-    np.testing.assert_array_equal(a["neighbours"], gallery.nearest_neighbours(a["heads"], train, 4)[0])
+    assert a.images_are_inputs == inputs and a.name == ("pseudo-input" if inputs else "mixture mean")
+    assert a.mean_resp.shape == (5,) and abs(a.mean_resp.sum() - 1) < 1e-9
+    assert sorted(a.order.tolist()) == list(range(5))
+    assert a.mean_resp[a.order[0]] == a.mean_resp.max() and a.winners.sum() == 30
+    assert a.heads.shape == (5, 1, 8, 8)
+    assert (a.reconstructions is None) == (not inputs)
+    assert a.neighbours.shape == a.distances.shape == (5, 4)
+    np.testing.assert_array_equal(a.neighbours, gallery.nearest_neighbours(a.heads, train, 4)[0])
     assert gallery.analyse_mixture(tiny_models["hvae"], test_means, train) is None

@@ -116,22 +116,22 @@ def test_border_mean():
     assert probe.border_mean(images[0]) == pytest.approx(5 / 16)
 
 
-@pytest.mark.parametrize("prior, kind", [("vampprior", "pseudo-input"), ("mog", "decoded mean"), ("standard", None)])
-def test_probe_a_tiny_model(build, digits, prior, kind):
+@pytest.mark.parametrize("prior, name", [("vampprior", "pseudo-input"), ("mog", "mixture mean"), ("standard", None)])
+def test_probe_a_tiny_model(build, digits, prior, name):
     model = build(prior=prior).eval()
     out = probe.probe(model, digits.x_test[0])
-    assert out["reconstruction"].shape == DIGITS and set(out["means"]) == {"z"}
-    assert np.isfinite(out["elbo"]) and out["kind"] == kind
-    if kind is None:
-        assert out["responsibilities"] is None and out["heads"] is None
+    assert out.reconstruction.shape == DIGITS and set(out.means) == {"z"}
+    assert np.isfinite(out.elbo) and out.component_name == name
+    if name is None:
+        assert out.responsibilities is None and out.heads is None
     else:
-        assert out["responsibilities"].shape == (5,) and out["responsibilities"].sum() == pytest.approx(1.0)
-        assert out["heads"].shape == (5, *DIGITS)
+        assert out.responsibilities.shape == (5,) and out.responsibilities.sum() == pytest.approx(1.0)
+        assert out.heads.shape == (5, *DIGITS) and out.images_are_inputs == (prior == "vampprior")
 
 
 def test_probe_an_hvae_uses_the_top_layer(build, digits):
     out = probe.probe(build(model="hvae", prior="vampprior").eval(), digits.x_test[0])
-    assert set(out["means"]) == {"z1", "z2"} and out["responsibilities"].shape == (5,)
+    assert set(out.means) == {"z1", "z2"} and out.responsibilities.shape == (5,)
 
 
 def test_responsibility_figure_is_sorted_and_cut_to_count():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dashboard import jobs
+from dashboard import jobs, train_form
 from vae_core import checkpoint as ckpt
 from vae_core.errors import CheckpointError
 from vae_core.locking import LOCK_FILE, FolderLocked
@@ -28,7 +28,7 @@ TIMEOUT = 120  # seconds; a tiny job takes well under one on an idle machine
 
 
 def tiny(prior: str = "vampprior"):
-    return jobs.make_model_config("digits", "vae", prior, components=10, latent_dim=2, hidden=16)
+    return train_form.make_model_config("digits", "vae", prior, components=10, latent_dim=2, hidden=16)
 
 
 def plan(epochs: int = 3, **overrides) -> TrainConfig:
@@ -59,7 +59,7 @@ def test_job_trains_in_the_background_and_writes_a_checkpoint(registry, small_di
     assert status.state == "finished" and status.error is None
     assert status.epoch == 3 and [h["epoch"] for h in status.history] == [1, 2, 3]
     assert status.fraction == 1.0 and status.eta is None
-    assert "finished after epoch 3/3" in jobs.progress_text(status)
+    assert "finished after epoch 3/3" in train_form.progress_text(status)
     model = ckpt.load(out)  # a valid, loadable checkpoint
     assert model.prior.num_components == 10
     assert not (out / LOCK_FILE).exists(), "the lock file must be removed when the job ends"
@@ -72,7 +72,7 @@ def test_a_finished_job_evaluates_its_best_weights_into_metrics_json(registry, s
     registry.start(tiny(), plan(epochs=2), out, data=small_digits)
     status = finished(registry, out)
     assert status.state == "finished" and status.evaluated == status.to_evaluate == len(small_digits.x_test)
-    assert "test metrics on 100 images in metrics.json" in jobs.progress_text(status)
+    assert "test metrics on 100 images in metrics.json" in train_form.progress_text(status)
     metrics = ckpt.read_info(out).metrics
     assert metrics["n_test"] == 100 and metrics["samples"] == 5000
     assert metrics["elbo"] <= metrics["log_likelihood"] + 1.0 and set(metrics["active_units"]) == {"z"}
@@ -95,7 +95,7 @@ def test_stopping_during_the_evaluation_skips_it(registry, small_digits, tmp_pat
     assert seen == ["evaluating"]  # the evaluation ends at the first progress report after the stop
     assert status.state == "finished" and status.error is None and status.evaluated == 0
     assert not (out / ckpt.METRICS_FILE).exists() and not (out / LOCK_FILE).exists()
-    assert "metrics.json" not in jobs.progress_text(status)
+    assert "metrics.json" not in train_form.progress_text(status)
 
 
 def test_stop_ends_after_the_current_epoch_and_resume_continues_the_history(registry, small_digits, tmp_path):
@@ -108,14 +108,14 @@ def test_stop_ends_after_the_current_epoch_and_resume_continues_the_history(regi
     assert not registry.stop(out), "nothing left to stop"
     assert not (out / LOCK_FILE).exists()
 
-    model_config, train_config = jobs.saved_configs(out, epochs=3)
+    model_config, train_config = train_form.saved_configs(out, epochs=3)
     assert model_config == tiny() and train_config.warmup == 1 and train_config.epochs == 3
     resumed = registry.start(model_config, train_config, out, resume=True, data=small_digits)
     assert resumed.first_epoch == 1 and [h["epoch"] for h in resumed.history] == [1]
     status = finished(registry, out)
     assert status.state == "finished" and [h["epoch"] for h in status.history] == [1, 2, 3]
     assert [h["epoch"] for h in ckpt.read_info(out).history] == [1, 2, 3]
-    assert jobs.trained_epochs(out) == 3 and jobs.resumable_runs(tmp_path) == [out]
+    assert train_form.trained_epochs(out) == 3 and train_form.resumable_runs(tmp_path) == [out]
 
 
 def test_two_concurrent_jobs_into_two_folders_stay_independent(registry, small_digits, tmp_path):
@@ -190,36 +190,6 @@ def test_errors_in_the_job_become_one_line(registry, small_digits, tmp_path, mon
     registry.start(config, plan(), tmp_path / "mnist")
     status = finished(registry, tmp_path / "mnist")
     assert status.state == "failed" and "mnist" in status.error and "\n" not in status.error
-
-
-def test_page_helpers():
-    config = tiny()
-    assert jobs.run_name(config) == "digits-vae-vampprior-K10-z2"
-    assert jobs.run_name(tiny("standard")) == "digits-vae-standard-z2"
-    assert jobs.check_folder_name(" my-run_1.5 ") == "my-run_1.5"
-    for bad in ("", "../x", "a/b", ".hidden", "x" * 101, "/abs"):
-        with pytest.raises(ValueError, match="plain folder name"):
-            jobs.check_folder_name(bad)
-    assert [jobs.format_duration(s) for s in (None, 4.4, 65, 3720)] == ["…", "4 s", "1 min 05 s", "1 h 02 min"]
-    assert jobs.done_fraction(4, 5, 10, 10) == pytest.approx(0.45) and jobs.done_fraction(9, 0, 0, 3) == 1.0
-    assert jobs.eta_seconds(30.0, 0.2, 0.45) == pytest.approx(30.0 / 0.25 * 0.55)  # 2.5 epochs in 30 s, 5.5 to go
-    assert jobs.eta_seconds(0.0, 0.2, 0.2) is None
-    status = jobs.JobStatus(out=None, state="running", model_config=config, train_config=plan(epochs=10),
-                            history=[{}] * 4, epoch=4, step=5, steps=10, started=0.0, elapsed=30.0, first_epoch=2,
-                            eta=66.0)
-    assert status.fraction == pytest.approx(0.45)
-    assert jobs.progress_text(status) == "epoch 5/10, step 5/10 · ETA 1 min 06 s"
-    assert jobs.progress_text(dataclasses.replace(status, state="stopping")).endswith("stopping after this epoch")
-    ended = dataclasses.replace(status, state="finished", stopped_early=True, eta=None)
-    assert jobs.progress_text(ended) == "stopped early (the validation loss stopped improving) after epoch 4/10 · 30 s"
-    assert 1 <= jobs.default_threads() <= 4
-
-
-def test_unique_folder(tmp_path):
-    assert jobs.unique_folder(tmp_path, "run") == tmp_path / "run"
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run-2").mkdir()
-    assert jobs.unique_folder(tmp_path, "run") == tmp_path / "run-3"
 
 
 # -------------------------------------------------------------------------------- snapshots

@@ -122,7 +122,10 @@ def test_prior_vs_posterior_two_dimensional_contour():
     assert values(contour["z"]).shape == (150, 150)
     assert sum(len(values(t["x"])) for t in traces(contour_figure, "label ")) == 8 * N_TEST
     assert at.metric[0].value.endswith("nats")
-    marginals, log_probs = figures(at)[1:]
+    manifold, marginals, log_probs = figures(at)[1:]
+    assert [t["type"] for t in manifold["data"]] == ["heatmap", "contour"]  # decoded images under log p(z)
+    assert values(manifold["data"][0]["z"]).shape == (15 * 8, 15 * 8)  # 15 x 15 decoded 8x8 digits
+    assert manifold["layout"]["xaxis"]["title"]["text"] == "z₁"
     assert len(marginals["data"]) == 4 and len(log_probs["data"]) == 2
 
 

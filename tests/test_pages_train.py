@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import jobs, replay
+from dashboard import jobs, replay, train_form
 from vae_core import checkpoint as ckpt
 from vae_core.snapshots import Snapshot, list_snapshots
 from vae_core.train import TrainConfig
@@ -92,7 +92,7 @@ def test_train_page_starts_a_job_that_writes_a_checkpoint_then_replays_it(runs):
 
 def test_a_second_tab_sees_the_running_job_and_cannot_start_a_duplicate(runs, digits):
     out, done = runs / "busy", runs / "done"
-    config = jobs.make_model_config("digits", "vae", "vampprior", 10, 2, 16)
+    config = train_form.make_model_config("digits", "vae", "vampprior", 10, 2, 16)
     jobs.REGISTRY.start(config, TrainConfig(epochs=1, warmup=1, device="cpu"), done, data=digits)
     assert jobs.REGISTRY.wait(done, TIMEOUT).state == "finished"
     jobs.REGISTRY.start(config, TrainConfig(epochs=1000, warmup=1, device="cpu"), out, data=digits)
@@ -152,7 +152,7 @@ def test_replay_figures():
 
 def test_replay_page_with_a_standard_prior_explains_the_missing_components(runs, digits):
     out = runs / "standard"
-    config = jobs.make_model_config("digits", "hvae", "standard", 10, 2, 16)
+    config = train_form.make_model_config("digits", "hvae", "standard", 10, 2, 16)
     jobs.REGISTRY.start(config, TrainConfig(epochs=1, warmup=1, device="cpu", snapshot_every=1), out, data=digits)
     assert jobs.REGISTRY.wait(out, TIMEOUT).state == "finished"
     at = open_page("replay", checkpoint=str(out))

@@ -70,7 +70,7 @@ def test_mog_prior_log_prob_matches_mixture_same_family():
 
 
 def test_mog_prior_parameters_are_learnable():
-    prior = GaussianMixturePrior.initialised(latent_dim=3, num_components=5)
+    prior = GaussianMixturePrior.build(latent_dim=3, num_components=5)
     assert prior.num_components == 5 and prior.latent_dim == 3
     assert {name for name, _ in prior.named_parameters()} == {"means", "logvars"}
     prior.log_prob(torch.randn(8, 3)).sum().backward()
@@ -93,7 +93,7 @@ def test_mog_prior_samples_follow_its_density():
 
 
 def test_mog_frozen_prior_is_a_constant_copy():
-    prior = GaussianMixturePrior.initialised(latent_dim=2, num_components=4)
+    prior = GaussianMixturePrior.build(latent_dim=2, num_components=4)
     frozen = prior.frozen()
     z = torch.randn(9, 2)
     assert torch.equal(frozen.log_prob(z), prior.log_prob(z).detach())
@@ -298,3 +298,47 @@ def test_frozen_vampprior_is_a_snapshot_of_the_components():
     means, logvars = prior.components()
     torch.testing.assert_close(frozen.means, means)
     torch.testing.assert_close(frozen.logvars, logvars)
+
+
+# --------------------------------------------------------------------------------------------
+# Capabilities: what a prior can do is said by its class, never by its name
+
+
+def test_each_registered_prior_declares_its_capabilities():
+    from vae_core.priors import PRIORS, MixturePrior, PseudoInputPrior, has_components
+
+    assert not has_components("standard")
+    assert {name for name in PRIORS if has_components(name)} == {"mog", "vampprior", "vampprior-data"}
+    assert all(issubclass(PRIORS[n], PseudoInputPrior) for n in ("vampprior", "vampprior-data"))
+    assert issubclass(PRIORS["mog"], MixturePrior) and not issubclass(PRIORS["mog"], PseudoInputPrior)
+    assert len({PRIORS[n].title for n in PRIORS}) == len(PRIORS)
+
+
+@pytest.mark.parametrize("prior_name", ["mog", "vampprior", "vampprior-data"])
+def test_mixture_responsibilities_are_the_posterior_over_components(build, prior_name):
+    model = build(prior=prior_name)
+    z = torch.randn(7, model.prior.latent_dim)
+    means, logvars = model.prior.components()
+    log_components = torch.distributions.Independent(
+        torch.distributions.Normal(means.double(), torch.exp(0.5 * logvars.double())), 1).log_prob(z.double()[:, None])
+    expected = torch.softmax(log_components, dim=1)
+    torch.testing.assert_close(model.prior.responsibilities(z).double(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_component_samples_come_from_that_component_only(build):
+    model = build(prior="mog")
+    with torch.no_grad():
+        model.prior.logvars.fill_(-8.0)  # components as narrow as points
+        draws = model.prior.component_sample(2, 50)
+    means, _ = model.prior.components()
+    assert torch.allclose(draws, means[2].expand(50, -1), atol=0.1)
+    with pytest.raises(AssertionError, match="out of range"):
+        model.prior.component_sample(len(means), 1)
+
+
+def test_component_images_are_pseudo_inputs_or_decoded_means(build):
+    vamp, mog = build(prior="vampprior"), build(prior="mog")
+    assert vamp.prior.images_are_inputs and not mog.prior.images_are_inputs
+    assert torch.equal(vamp.prior.component_images(vamp.decode), vamp.prior.pseudo_inputs)
+    with torch.no_grad():
+        assert torch.allclose(mog.prior.component_images(mog.decode), mog.decode(mog.prior.means))

@@ -103,6 +103,20 @@ class ModelConfig:
         return MODELS[self.model].latent_sizes(self)
 
     @property
+    def has_components(self) -> bool:
+        """Whether the prior is a mixture, so that K (`components`) applies to it."""
+        from .priors import has_components
+
+        return has_components(self.prior)
+
+    @property
+    def prior_title(self) -> str:
+        """The prior's readable name ("VampPrior", "standard normal N(0, I)", ...)."""
+        from .priors import PRIORS
+
+        return PRIORS[self.prior].title
+
+    @property
     def prior_layer(self) -> str:
         """The latent layer the prior p(z) lives on (the top one)."""
         return list(self.latent_sizes)[-1]

@@ -227,7 +227,7 @@ def build_model(config: ModelConfig, train_images: np.ndarray | torch.Tensor | N
     likelihood = LIKELIHOODS[config.likelihood]()
 
     def make_prior(encoder: nn.Module) -> Prior:
-        return PRIORS[config.prior](
+        return PRIORS[config.prior].build(
             latent_dim=config.latent_dim, encoder=encoder, num_components=config.components,
             input_shape=config.input_shape, init_mean=config.pseudo_init_mean,
             init_std=config.pseudo_init_std, train_images=train_images,

@@ -22,6 +22,7 @@ from torch import nn
 
 from .checkpoint import read_tensors, save_tensors
 from .errors import CheckpointError
+from .priors import MixturePrior
 
 SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"^epoch-(\d+)\.safetensors$")
@@ -58,7 +59,7 @@ def fixed_latents(model: nn.Module, num_samples: int, seed: int) -> torch.Tensor
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     latent_dim = model.prior.latent_dim
-    if not hasattr(model.prior, "components"):
+    if not isinstance(model.prior, MixturePrior):
         return torch.randn(num_samples, latent_dim, generator=generator).to(device)
     means, logvars = model.prior.components()  # (K, D) each
     index = torch.randint(means.shape[0], (num_samples,), generator=generator).to(device)
@@ -73,10 +74,10 @@ def save_snapshot(out: str | Path, epoch: int, model: nn.Module, num_samples: in
     model.eval()
     try:
         tensors = {"samples": model.decode(fixed_latents(model, num_samples, seed))}
-        if hasattr(model.prior, "pseudo_inputs"):
-            tensors["pseudo_inputs"] = model.prior.pseudo_inputs
-        elif hasattr(model.prior, "components"):
-            tensors["decoded_means"] = model.decode(model.prior.components()[0])
+        prior = model.prior
+        if isinstance(prior, MixturePrior):
+            name = "pseudo_inputs" if prior.images_are_inputs else "decoded_means"
+            tensors[name] = prior.component_images(model.decode)
     finally:
         model.train(was_training)
     tensors = {name: t.to(torch.float16) for name, t in tensors.items()}

@@ -1,0 +1,116 @@
+"""The latent map: test posterior means in 2-D with the prior's components and samples (Plotly)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.colors
+import plotly.graph_objects as go
+import torch
+
+from vae_core.evaluate import model_device
+from vae_core.priors import MixturePrior
+
+PRIOR_COLOUR = "#7F7F7F"
+
+
+def label_colours(labels) -> dict:
+    """A categorical colour for each distinct label."""
+    unique = sorted(set(np.asarray(labels).tolist()))
+    if len(unique) <= 10:
+        palette = plotly.colors.qualitative.D3
+    elif len(unique) <= 26:
+        palette = plotly.colors.qualitative.Alphabet
+    else:
+        palette = plotly.colors.sample_colorscale("Turbo", [i / (len(unique) - 1) for i in range(len(unique))])
+    return {label: palette[i % len(palette)] for i, label in enumerate(unique)}
+
+def text_thumbnail(image: np.ndarray, max_side: int = 14) -> str:
+    """An image (C, H, W) in [0, 1] as block characters, rows joined by <br> (for Plotly hovers)."""
+    grey = np.asarray(image, dtype=np.float32).mean(axis=0)
+    step = max(1, math.ceil(max(grey.shape) / max_side))
+    h, w = grey.shape[0] // step * step, grey.shape[1] // step * step
+    grey = grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    levels = ["\u00a0", "░", "▒", "▓", "█"]  # a no-break space so the hover keeps the blanks
+    index = np.clip((grey * len(levels)).astype(int), 0, len(levels) - 1)
+    return "<br>".join("".join(levels[i] * 2 for i in row) for row in index)
+
+def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.ndarray | None = None,
+                          components: np.ndarray | None = None, components_name: str = "pseudo-inputs",
+                          prior_samples: np.ndarray | None = None,
+                          axis_titles: tuple[str, str] = ("component 1", "component 2"),
+                          title: str | None = None) -> go.Figure:
+    """Test posterior means coloured by label, optional component means (black x) and prior samples.
+
+    Each test point carries customdata [test index, 0] and each component [k, 1], so a clicked
+    point can be traced back (see `selected_point`).
+    """
+    coords = np.asarray(coords)
+    n = len(coords)
+    labels = np.asarray(labels) if labels is not None else np.full(n, -1)
+    colours = label_colours(labels)
+    thumbs = [text_thumbnail(im) for im in hover_images] if hover_images is not None else None
+    scatter = go.Scattergl if n > 3000 else go.Scatter
+    fig = go.Figure()
+    if prior_samples is not None and len(prior_samples):
+        fig.add_trace(scatter(x=prior_samples[:, 0], y=prior_samples[:, 1], mode="markers",
+                              name=f"prior samples ({len(prior_samples)})",
+                              marker=dict(color=PRIOR_COLOUR, size=5, opacity=0.3),
+                              hovertemplate="sample from p(z)<extra></extra>"))
+    for label, colour in colours.items():
+        index = np.flatnonzero(labels == label)
+        name = "test images" if label == -1 else f"label {label}"
+        extra = "<br>%{text}" if thumbs else ""
+        fig.add_trace(scatter(
+            x=coords[index, 0], y=coords[index, 1], mode="markers", name=name,
+            marker=dict(color=colour, size=6, opacity=0.85),
+            customdata=[[int(i), 0] for i in index],  # plain lists: typed arrays come back from the browser as dicts
+            text=[thumbs[i] for i in index] if thumbs else None,
+            hovertemplate=f"{name}<br>test index %{{customdata[0]}}{extra}<extra></extra>"))
+    if components is not None and len(components):
+        k = np.arange(len(components))
+        fig.add_trace(scatter(x=components[:, 0], y=components[:, 1], mode="markers",
+                              name=f"{components_name} ({len(components)})",
+                              marker=dict(symbol="x-thin", color="black", size=8, line=dict(width=2, color="black")),
+                              customdata=[[int(i), 1] for i in k],
+                              hovertemplate=f"{components_name} %{{customdata[0]}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=axis_titles[0], yaxis_title=axis_titles[1],
+                      legend_title_text="click to toggle", hoverlabel=dict(font_family="monospace"),
+                      height=600, margin=dict(t=50 if title else 20))
+    return fig
+
+def selected_point(selection) -> tuple[str, int] | None:
+    """("test", index) or ("component", k) of the first clicked point that carries customdata."""
+    points = selection.get("points", []) if selection else []
+    for point in points:
+        data = point.get("customdata")
+        if data is None:
+            continue
+        if isinstance(data, dict):  # a typed-array row serialised by the browser: {"0": 17, "1": 0}
+            data = [data[key] for key in sorted(data, key=int)]
+        data = data if isinstance(data, (list, tuple)) else [data, 0]
+        return ("component" if int(data[1]) == 1 else "test"), int(data[0])
+    return None
+
+@torch.no_grad()
+def point_images(model, kind: str, index: int, x_test: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Images explaining a picked point (N, C, H, W) and their captions.
+
+    "test": the image and its reconstruction; "component": the pseudo-input u_k (VampPrior only)
+    and the decoding of its component mean.
+    """
+    device = model_device(model)
+    if kind == "test":
+        x = torch.as_tensor(x_test[index:index + 1], dtype=torch.float32, device=device)
+        return (np.concatenate([x_test[index:index + 1], model.reconstruct(x).float().cpu().numpy()]),
+                [f"test image #{index}", "its reconstruction"])
+    prior = model.prior
+    assert isinstance(prior, MixturePrior), "only a mixture prior has components to pick"
+    decoded = model.decode(prior.components()[0][index:index + 1]).float().cpu().numpy()
+    if prior.images_are_inputs:
+        image = prior.component_images(model.decode)[index:index + 1].float().cpu().numpy()
+        return (np.concatenate([image, decoded]),
+                [f"{prior.component_name} {prior.component_symbol[0]}_{index}",
+                 f"decoded mean of {prior.component_density}"])
+    return decoded, [f"decoded {prior.component_name} {index}"]

@@ -1,0 +1,221 @@
+"""The pages' cached computations (Streamlit side of the pure builders), and an image grid with
+its download button.
+
+Every key holds the checkpoint path, the device and the weights' modification time (so a retrained
+checkpoint is recomputed), the evaluation images' key where images are used, plus seeds and sizes;
+values are numpy arrays or small dataclasses, so switching pages with a loaded model reuses them
+instead of running the network again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from vae_core import imaging, projections
+from vae_core.evaluate import posterior_means
+
+from . import compare, gallery, prior_posterior, probe
+from .disk_cache import weights_digest
+from .loaders import (
+    data_key,
+    evaluation_data,
+    load_model,
+    test_posterior_means,
+    weights_mtime,
+)
+from .projections import latent_projection
+
+NEIGHBOURS = 8  # nearest training images kept per component
+
+
+def _key(path, device) -> tuple:
+    return str(path), device, weights_mtime(path), data_key(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Pseudo-inputs and samples
+
+
+@st.cache_data(show_spinner="Analysing the prior's components…", max_entries=16)
+def _mixture_analysis(path: str, device: str, mtime: float, data: tuple) -> gallery.MixtureAnalysis | None:
+    model = load_model(path, device)
+    return gallery.analyse_mixture(model, test_posterior_means(path, device)[model.prior_layer],
+                                   evaluation_data(path).x_train, NEIGHBOURS)
+
+
+def mixture_analysis(path, device) -> gallery.MixtureAnalysis | None:
+    """Responsibilities, order, component images, reconstructions, neighbours; None for a non-mixture."""
+    return _mixture_analysis(*_key(path, device))
+
+
+@st.cache_data(show_spinner="Sampling…", max_entries=64)
+def _prior_samples(path: str, device: str, mtime: float, n: int, seed: int) -> np.ndarray:
+    return gallery.prior_samples(load_model(path, device), n, seed)
+
+
+def prior_samples(path, device, n: int, seed: int) -> np.ndarray:
+    return _prior_samples(str(path), device, weights_mtime(path), n, seed)
+
+
+@st.cache_data(show_spinner="Sampling the component…", max_entries=64)
+def _component_samples(path: str, device: str, mtime: float, component: int, n: int, seed: int) -> np.ndarray:
+    return gallery.component_samples(load_model(path, device), component, n, seed)
+
+
+def component_samples(path, device, component: int, n: int, seed: int) -> np.ndarray:
+    return _component_samples(str(path), device, weights_mtime(path), int(component), n, seed)
+
+
+@st.cache_data(show_spinner="Reconstructing…", max_entries=32)
+def _test_reconstructions(path: str, device: str, mtime: float, data: tuple, start: int,
+                          n: int) -> tuple[np.ndarray, np.ndarray]:
+    images = evaluation_data(path).x_test[start : start + n]
+    return images, gallery.reconstruct(load_model(path, device), images)
+
+
+def test_reconstructions(path, device, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation test images start..start+n and their reconstructions."""
+    return _test_reconstructions(*_key(path, device), start, n)
+
+
+@st.cache_data(show_spinner="Interpolating…", max_entries=32)
+def _interpolation(path: str, device: str, mtime: float, data: tuple, a: int, b: int, steps: int) -> np.ndarray:
+    model = load_model(path, device)
+    means = test_posterior_means(path, device)[model.prior_layer]
+    return gallery.decode(model, gallery.interpolate(means[a], means[b], steps))
+
+
+def interpolation(path, device, a: int, b: int, steps: int) -> np.ndarray:
+    """Decoded points on the line between the posterior means of test images a and b: (steps, C, H, W)."""
+    return _interpolation(*_key(path, device), int(a), int(b), int(steps))
+
+
+@st.cache_data(show_spinner="Decoding the latent plane…", max_entries=16)
+def _decoded_manifold(path: str, device: str, mtime: float, xlim: tuple, ylim: tuple, steps: int) -> np.ndarray:
+    return prior_posterior.decoded_manifold(load_model(path, device), xlim, ylim, steps)
+
+
+def decoded_manifold(path, device, xlim, ylim, steps: int) -> np.ndarray:
+    """Images decoded on a steps x steps grid over a 2-D latent plane: (steps, steps, C, H, W)."""
+    return _decoded_manifold(str(path), device, weights_mtime(path), tuple(xlim), tuple(ylim), int(steps))
+
+
+# --------------------------------------------------------------------------------------------
+# Latent maps
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _projection(path: str, device: str, mtime: float, data: tuple, layer: str, method: str):
+    model = load_model(path, device)
+    means = test_posterior_means(path, device)[layer]
+    return latent_projection(path, model, means, layer, method, weights_digest(path))
+
+
+def projection(path, device, layer: str, method: str) -> tuple[dict[str, np.ndarray], str]:
+    """A layer's latent map by `method`, and where it came from ("checkpoint", "disk cache", "computed")."""
+    return _projection(*_key(path, device), layer, method)
+
+
+@st.cache_data(show_spinner="Projecting the latent codes…", max_entries=16)
+def _pca_map(path: str, device: str, mtime: float, data: tuple) -> dict[str, np.ndarray]:
+    model = load_model(path, device)
+    means = posterior_means(model, evaluation_data(data[0]).x_test)[model.prior_layer]
+    return projections.project(means, "PCA", {"components": projections.component_means(model)})
+
+
+def pca_map(path, device, images_of=None) -> dict[str, np.ndarray]:
+    """The PCA of the test means on the prior's layer, with the component means placed in it; the test
+    images are those of checkpoint `images_of` (default: `path`), so several models share one set."""
+    return _pca_map(str(path), device, weights_mtime(path), data_key(images_of or path))
+
+
+# --------------------------------------------------------------------------------------------
+# Prior versus aggregated posterior
+
+
+@st.cache_data(show_spinner="Sampling the prior and the aggregated posterior…", max_entries=16)
+def _prior_posterior_samples(path: str, device: str, mtime: float, data: tuple, per_image: int):
+    images = evaluation_data(path)
+    return prior_posterior.paired_samples(load_model(path, device), images.x_test, images.y_test, per_image)
+
+
+def prior_posterior_samples(path, device, per_image: int) -> prior_posterior.PairedSamples:
+    """Aggregated-posterior and prior samples with log p(z) at both."""
+    return _prior_posterior_samples(*_key(path, device), per_image)
+
+
+@st.cache_data(show_spinner="Evaluating log p(z) on a grid…", max_entries=16)
+def _prior_grid(path: str, device: str, mtime: float, xlim: tuple, ylim: tuple, resolution: int):
+    frozen = load_model(path, device).prior.frozen()
+    return prior_posterior.density_grid(lambda z: prior_posterior.prior_log_prob(frozen, z), xlim, ylim, resolution)
+
+
+def prior_grid(path, device, xlim, ylim, resolution: int = 150):
+    """xs, ys and log p(z) on a grid over a 2-D latent."""
+    return _prior_grid(str(path), device, weights_mtime(path), tuple(xlim), tuple(ylim), resolution)
+
+
+@st.cache_data(show_spinner="Estimating KL(q(z) ‖ p(z))…", max_entries=16)
+def _aggregated_kl(path: str, device: str, mtime: float, data: tuple) -> float:
+    return prior_posterior.estimate_aggregated_kl(load_model(path, device), evaluation_data(path).x_test)
+
+
+def aggregated_kl(path, device) -> float:
+    return _aggregated_kl(*_key(path, device))
+
+
+# --------------------------------------------------------------------------------------------
+# Compare priors and Probe an image
+
+
+@st.cache_data(show_spinner="Computing the metrics missing from metrics.json…", max_entries=16)
+def _computed_metrics(path: str, device: str, mtime: float, data: tuple, keys: tuple[str, ...]) -> dict:
+    return compare.compute_missing_metrics(load_model(path, device), evaluation_data(path).x_test, keys)
+
+
+def computed_metrics(path, device, keys: tuple[str, ...]) -> dict:
+    return _computed_metrics(*_key(path, device), tuple(keys))
+
+
+@st.cache_data(show_spinner="Encoding the image…", max_entries=64)
+def _probe_image(path: str, device: str, mtime: float, x: np.ndarray) -> probe.ProbeResult:
+    return probe.probe(load_model(path, device), x)
+
+
+def probe_image(path, device, x: np.ndarray) -> probe.ProbeResult:
+    return _probe_image(str(path), device, weights_mtime(path), x)
+
+
+@st.cache_data(show_spinner="Projecting…", max_entries=64)
+def _probe_map(path: str, device: str, mtime: float, data: tuple, code: np.ndarray) -> dict:
+    model = load_model(path, device)
+    means = test_posterior_means(path, device)[model.prior_layer]
+    method = "raw" if means.shape[1] == 2 else "PCA"
+    return projections.project(means, method, {"components": projections.component_means(model), "probe": code[None]})
+
+
+def probe_map(path, device, code: np.ndarray) -> dict:
+    """PCA (or the raw 2-D latent) of the test means, with the components and the probed code placed in it."""
+    return _probe_map(*_key(path, device), code)
+
+
+@st.cache_data(max_entries=8)
+def _dataset_background(data: tuple) -> float:
+    return probe.border_mean(evaluation_data(data[0]).x_train[:2000])
+
+
+def dataset_background(path) -> float:
+    """The mean border pixel of the training images (dark for digits: ink is 1)."""
+    return _dataset_background(data_key(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Layout
+
+
+def show_grid(array: np.ndarray, name: str, caption: str | None = None, container=st) -> None:
+    """An upscaled image grid with a PNG download button under it (`name` is the file stem and key)."""
+    container.image(array, caption=caption)
+    container.download_button("⬇️ PNG", imaging.png_bytes(array), file_name=f"{name}.png", mime="image/png",
+                              key=f"download-{name}", on_click="ignore", help=f"Download {name}.png")
