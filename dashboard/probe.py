@@ -8,7 +8,6 @@ mark it in the latent map and show which of the prior's components explain it.
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,24 +36,30 @@ def border_mean(images: np.ndarray) -> float:
 
 
 def _open(file_bytes: bytes):
-    """A fully decoded PIL image, or a ValueError whose message the page shows as is."""
+    """A fully decoded PIL image, or a ValueError whose message the page shows as is.
+
+    The pixel cap is checked from the header by hand rather than by turning Pillow's
+    DecompressionBombWarning into an error: warning filters are process-wide and Streamlit serves
+    its sessions from threads. Pillow's own limit (Image.MAX_IMAGE_PIXELS, process-wide too) is left
+    as it is, and its DecompressionBombError answered like ours.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not file_bytes:
         raise ValueError("The uploaded file is empty: upload a PNG or JPEG image.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(file_bytes))
-            if image.format not in ACCEPTED_FORMATS:
-                raise ValueError(f"This is a {image.format} image; upload a PNG or JPEG instead.")
-            if image.width * image.height > MAX_PIXELS:
-                raise ValueError(f"The image is too large ({image.width}×{image.height} pixels): "
-                                 f"upload one under {MAX_PIXELS // 1_000_000} megapixels.")
-            image.load()  # decode now: a truncated file fails here, not later
+        image = Image.open(io.BytesIO(file_bytes))
+        if image.format not in ACCEPTED_FORMATS:
+            raise ValueError(f"This is a {image.format} image; upload a PNG or JPEG instead.")
+        if image.width * image.height > MAX_PIXELS:
+            raise ValueError(f"The image is too large ({image.width}×{image.height} pixels): "
+                             f"upload one under {MAX_PIXELS // 1_000_000} megapixels.")
+        image.load()  # decode now: a truncated file fails here, not later
     except UnidentifiedImageError:
         raise ValueError("The upload is not an image Pillow can read: upload a PNG or JPEG file.") from None
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning where a filter raises it
+        raise ValueError(f"The image is too large: upload one under {MAX_PIXELS // 1_000_000} megapixels.") from None
+    except (OSError, SyntaxError, EOFError) as error:
         raise ValueError(f"The image could not be decoded (is the file truncated or corrupt?): {error}") from None
     return image
 

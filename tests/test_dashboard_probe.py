@@ -149,3 +149,28 @@ def test_add_probe_point_draws_a_star_on_top():
     fig = probe.add_probe_point(go.Figure(go.Scatter(x=[0], y=[0])), np.array([1.5, -2.0]), "your image")
     star = fig.data[-1]
     assert star.name == "your image" and star.marker.symbol == "star" and (star.x[0], star.y[0]) == (1.5, -2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Large uploads
+
+
+def test_the_conversion_never_touches_the_process_wide_warning_filters(monkeypatch):
+    """Streamlit serves its sessions from threads, and warnings.catch_warnings is not thread-safe."""
+    class NoWarnings:
+        def __getattr__(self, name):
+            raise AssertionError(f"warnings.{name}: warning filters are process-wide, a session must not change them")
+
+    monkeypatch.setattr(probe, "warnings", NoWarnings(), raising=False)
+    x, _ = probe.image_to_input(encoded(digit_image((100, 60))), DIGITS, "binary")
+    assert x.shape == DIGITS
+    monkeypatch.setattr(probe, "MAX_PIXELS", 5_000)
+    with pytest.raises(ValueError, match="too large"):
+        probe.image_to_input(encoded(digit_image((100, 60))), DIGITS, "binary")
+
+
+
+def test_pillows_own_decompression_bomb_limit_reads_as_too_large(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # 100×60 is more than twice it: Pillow raises
+    with pytest.raises(ValueError, match="too large: upload one under 40 megapixels"):
+        probe.image_to_input(encoded(digit_image((100, 60))), DIGITS, "binary")
