@@ -75,8 +75,9 @@ def _open(file_bytes: bytes, target_size: tuple[int, int]):
     The limits above are checked from the header by hand rather than by turning Pillow's
     DecompressionBombWarning into an error: warning filters are process-wide and Streamlit serves
     its sessions from threads. Pillow's own limit (Image.MAX_IMAGE_PIXELS, process-wide too) is left
-    as it is, and its DecompressionBombError answered like ours. A JPEG at least twice WORK_SCALE × `target_size` (w, h) is decoded at
-    1/2, 1/4 or 1/8 scale (libjpeg scales while decoding), so a phone photo decodes to a few MB.
+    as it is, and its DecompressionBombError answered like ours. A JPEG at least twice WORK_SCALE ×
+    `target_size` (w, h) is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales while decoding), so a
+    phone photo decodes to a few MB.
     """
     from PIL import Image, UnidentifiedImageError
 

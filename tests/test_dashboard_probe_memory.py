@@ -3,8 +3,8 @@
 The conversions run in one fresh subprocess, each in a child forked from it after the imports: the
 child measures its peak resident memory above its resident memory at the start (Linux: the peak
 is reset through /proc/self/clear_refs, then read as VmHWM), with its address space capped so that
-a runaway allocation fails fast instead of swapping the machine. The PNGs are written by hand, row by row, so even the 40-megapixel ones cost
-the test process little.
+a runaway allocation fails fast instead of swapping the machine. The PNGs are written by hand, row
+by row, so even the 40-megapixel ones cost the test process little.
 """
 
 from __future__ import annotations
