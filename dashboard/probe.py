@@ -8,7 +8,7 @@ mark it in the latent map and show which of the prior's components explain it.
 from __future__ import annotations
 
 import io
-import warnings
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,14 @@ from .gallery import mixture_prior
 
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
 ORIENTATION_TAG = 0x0112
-MAX_PIXELS = 40_000_000  # larger uploads are refused before decoding (Pillow would spend seconds and GBs)
+# Uploads are refused from their header, before decoding, beyond any of these three limits.
+MAX_PIXELS = 40_000_000  # width × height: more would take Pillow seconds to decode
+MAX_ASPECT = 20  # longer side / shorter side: photos are 4:3 to 16:9, phone panoramas rarely past 8:1, digits ~1:1
+MAX_DECODE_BYTES = 128 * 2**20  # Pillow keeps colour at 4 bytes a pixel: 33 megapixels of PNG in colour
+WORK_SCALE = 16  # the float steps work on at most 16× the dataset's image per side (448×448 for 28×28)
+TILE = 1024  # side of the pieces an upload is converted in while it is shrunk
+UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+           7: "TRANSVERSE", 8: "ROTATE_90"}  # EXIF orientation -> the PIL transpose that undoes it
 PROBE_COLOUR = "#FFD700"
 
 
@@ -38,27 +45,124 @@ def border_mean(images: np.ndarray) -> float:
     return float(ring.mean())
 
 
-def _open(file_bytes: bytes):
-    """A fully decoded PIL image, or a ValueError whose message the page shows as is."""
+def _excess(size: tuple[int, int], target_size: tuple[int, int], orientation: int) -> float:
+    """How many times an image of `size` (w, h, as stored) exceeds WORK_SCALE × `target_size` (w, h) once upright.
+
+    The binding side decides, since the image is padded to the target's aspect ratio before resizing.
+    """
+    width, height = size[::-1] if orientation in (5, 6, 7, 8) else size  # 5-8 swap the sides
+    return max(width / target_size[0], height / target_size[1]) / WORK_SCALE
+
+
+def _decode_bytes_per_pixel(image, header_pixels: int) -> float:
+    """Memory decoding `image` takes per pixel of the `header_pixels` its file declares (after any JPEG draft).
+
+    Pillow stores 1 byte a pixel for "1", "L" and "P", 2 for 16-bit greys and 4 for the rest, colour
+    included; a progressive JPEG also needs libjpeg's buffer of all its DCT coefficients (2 bytes
+    each, full size at any scale), fewer for subsampled chroma.
+    """
+    width, height = image.size
+    stored = 1 if image.mode in ("1", "L", "P") else 2 if image.mode.startswith("I;16") else 4
+    cost = stored * width * height / header_pixels
+    if image.info.get("progressive") or image.info.get("progression"):
+        layers = [(h, v) for _, h, v, _ in image.layer]  # per component: its sampling factors
+        h_max, v_max = max(h for h, _ in layers), max(v for _, v in layers)
+        cost += 2 * sum(h * v for h, v in layers) / (h_max * v_max)
+    return cost
+
+
+def _open(file_bytes: bytes, target_size: tuple[int, int]):
+    """The decoded PIL image and its (width, height) as the file declares, or a ValueError the page shows as is.
+
+    The limits above are checked from the header by hand rather than by turning Pillow's
+    DecompressionBombWarning into an error: warning filters are process-wide and Streamlit serves
+    its sessions from threads. Pillow's own limit (Image.MAX_IMAGE_PIXELS, process-wide too) is left
+    as it is, and its DecompressionBombError answered like ours. A JPEG at least twice WORK_SCALE ×
+    `target_size` (w, h) is decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales while decoding), so a
+    phone photo decodes to a few MB.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not file_bytes:
         raise ValueError("The uploaded file is empty: upload a PNG or JPEG image.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(file_bytes))
-            if image.format not in ACCEPTED_FORMATS:
-                raise ValueError(f"This is a {image.format} image; upload a PNG or JPEG instead.")
-            if image.width * image.height > MAX_PIXELS:
-                raise ValueError(f"The image is too large ({image.width}×{image.height} pixels): "
-                                 f"upload one under {MAX_PIXELS // 1_000_000} megapixels.")
-            image.load()  # decode now: a truncated file fails here, not later
+        image = Image.open(io.BytesIO(file_bytes))
+        if image.format not in ACCEPTED_FORMATS:
+            raise ValueError(f"This is a {image.format} image; upload a PNG or JPEG instead.")
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"The image is too large ({width}×{height} pixels): "
+                             f"upload one under {MAX_PIXELS // 1_000_000} megapixels.")
+        if max(width, height) > MAX_ASPECT * min(width, height):
+            raise ValueError(f"The image is {width}×{height} pixels, more than {MAX_ASPECT} times as long one way "
+                             "as the other: crop it closer to the drawing.")
+        if ACCEPTED_FORMATS[image.format] == "JPEG":
+            excess = _excess(image.size, target_size, image.getexif().get(ORIENTATION_TAG, 1))
+            if excess >= 2:  # ask for the size that keeps WORK_SCALE × the target; libjpeg rounds the scale down
+                image.draft(None, (math.ceil(width / excess), math.ceil(height / excess)))
+        per_pixel = _decode_bytes_per_pixel(image, width * height)
+        if width * height * per_pixel > MAX_DECODE_BYTES:
+            kind = "progressive JPEG" if image.info.get("progressive") else f"mode {image.mode}"
+            raise ValueError(f"The image is too large to decode ({width}×{height} pixels, {kind}): "
+                             f"upload one under {int(MAX_DECODE_BYTES / per_pixel / 1e6)} megapixels.")
+        image.load()  # decode now: a truncated file fails here, not later
     except UnidentifiedImageError:
         raise ValueError("The upload is not an image Pillow can read: upload a PNG or JPEG file.") from None
-    except (OSError, SyntaxError, EOFError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning where a filter raises it
+        raise ValueError(f"The image is too large: upload one under {MAX_PIXELS // 1_000_000} megapixels.") from None
+    except (OSError, SyntaxError, EOFError) as error:
         raise ValueError(f"The image could not be decoded (is the file truncated or corrupt?): {error}") from None
-    return image
+    return image, (width, height)
+
+
+def _convert(piece, mode: str, peak: float | None):
+    """`piece` in PIL `mode` ("L" or "RGB"), and the steps that took, in the page's words.
+
+    Every step acts pixel by pixel, so pieces of an image convert exactly as the whole would;
+    `peak` is the whole image's maximum grey level for 16-bit and float greys (None otherwise).
+    """
+    from PIL import Image
+
+    steps = []
+    if peak is not None:  # 16-bit or float greys: convert("L") would clip them
+        values = np.asarray(piece, dtype=np.float32)
+        piece = Image.fromarray(np.clip(values / peak * 255, 0, 255).astype(np.uint8))
+        steps.append(f"Rescaled its {'16-bit' if peak > 255 else 'integer'} grey levels to 0–255.")
+    if piece.mode in ("RGBA", "LA", "PA") or (piece.mode == "P" and "transparency" in piece.info):
+        rgba = piece.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        piece = Image.alpha_composite(white, rgba)
+        steps.append("Flattened its transparency onto a white background.")
+    if piece.mode != mode:
+        piece = piece.convert(mode)
+        steps.append("Converted it to greyscale (PIL mode 'L': 0.299 R + 0.587 G + 0.114 B)." if mode == "L"
+                     else "Converted it to RGB.")
+    return piece, steps
+
+
+def _convert_and_shrink(image, mode: str, factor: int):
+    """`image` converted to `mode` and shrunk `factor` times by area averaging, and the steps taken.
+
+    Done TILE×TILE pixels at a time (a multiple of `factor`, so the averaged blocks are the same as
+    for the whole), each piece shrunk before the next is cut: the conversions' copies then cost a
+    few MB, however large the upload.
+    """
+    from PIL import Image
+
+    peak = None
+    if image.mode.startswith("I") or image.mode == "F":
+        peak = 65535.0 if image.getextrema()[1] > 255 else 255.0
+    side, steps = factor * max(1, TILE // factor), []
+    small = Image.new(mode, (math.ceil(image.width / factor), math.ceil(image.height / factor)))
+    for top in range(0, image.height, side):
+        for left in range(0, image.width, side):
+            piece = image.crop((left, top, min(left + side, image.width), min(top + side, image.height)))
+            piece, steps = _convert(piece, mode, peak)
+            small.paste(piece.reduce(factor) if factor > 1 else piece, (left // factor, top // factor))
+    if factor > 1:
+        steps.append(f"Shrank it to {small.width}×{small.height} pixels by area averaging ({factor}×{factor} blocks), "
+                     "so the steps below work on a small copy.")
+    return small, steps
 
 
 def image_to_input(file_bytes: bytes, input_shape, input_type: str, *, binarize: bool = True,
@@ -66,37 +170,31 @@ def image_to_input(file_bytes: bytes, input_shape, input_type: str, *, binarize:
     """Convert an uploaded PNG/JPEG to one model input (C, H, W) float32 in [0, 1], and say how.
 
     Steps: transparency flattened onto white; greyscale (PIL "L"), or RGB for 3-channel data;
-    inverted when its background (the mean of its border pixels) is on the other side of 0.5 from
-    the dataset's (`dataset_background`: dark for digits/MNIST, whose ink is 1); padded to the
-    target's aspect ratio with the background colour so the content is not stretched; resized with
-    area averaging (box filter) when shrinking, bilinear when enlarging; for a binary dataset and
-    `binarize`, thresholded at 0.5. Raises ValueError with a one-line message for a bad upload.
+    shrunk by area averaging to at most WORK_SCALE × the target per side (a large JPEG is already
+    decoded at a reduced scale); inverted when its background (the mean of its border pixels) is on
+    the other side of 0.5 from the dataset's (`dataset_background`: dark for digits/MNIST, whose ink
+    is 1); padded to the target's aspect ratio with the background colour so the content is not
+    stretched; resized with area averaging (box filter) when shrinking, bilinear when enlarging; for
+    a binary dataset and `binarize`, thresholded at 0.5. Memory stays within the decoded upload
+    (see `_open`'s limits) plus a few MB. Raises ValueError with a one-line message for a bad upload.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     channels, height, width = (int(s) for s in input_shape)
     assert channels in (1, 3), f"only 1- or 3-channel datasets are supported, got {channels} channels"
-    image = _open(file_bytes)
-    steps = [f"Read a {ACCEPTED_FORMATS[image.format]} image of {image.width}×{image.height} pixels "
+    image, (file_width, file_height) = _open(file_bytes, (width, height))
+    steps = [f"Read a {ACCEPTED_FORMATS[image.format]} image of {file_width}×{file_height} pixels "
              f"(mode {image.mode})."]
-    if image.getexif().get(ORIENTATION_TAG, 1) != 1:  # phone photos are often stored sideways
-        image = ImageOps.exif_transpose(image)
+    if image.size != (file_width, file_height):
+        steps.append(f"Decoded it at 1/{round(file_width / image.width)} scale, {image.width}×{image.height} "
+                     "pixels, as JPEG allows (each pixel about the mean of the block it stands for).")
+    orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    factor = max(1, math.ceil(_excess(image.size, (width, height), orientation)))
+    image, conversion_steps = _convert_and_shrink(image, "L" if channels == 1 else "RGB", factor)
+    if orientation in UPRIGHT:  # phone photos are often stored sideways; turning commutes with the steps above
+        image = image.transpose(getattr(Image.Transpose, UPRIGHT[orientation]))
         steps.append("Rotated it upright as its EXIF orientation tag says.")
-    if image.mode.startswith("I") or image.mode == "F":  # 16-bit or float greys: convert("L") would clip them
-        values = np.asarray(image, dtype=np.float32)
-        peak = 65535.0 if values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values / peak * 255, 0, 255).astype(np.uint8))
-        steps.append(f"Rescaled its {'16-bit' if peak > 255 else 'integer'} grey levels to 0–255.")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-        steps.append("Flattened its transparency onto a white background.")
-    mode = "L" if channels == 1 else "RGB"
-    if image.mode != mode:
-        image = image.convert(mode)
-        steps.append("Converted it to greyscale (PIL mode 'L': 0.299 R + 0.587 G + 0.114 B)." if mode == "L"
-                     else "Converted it to RGB.")
+    steps += conversion_steps
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # (C, h, w) in [0, 1]
     steps.append("Scaled the pixel values from 0–255 to [0, 1].")

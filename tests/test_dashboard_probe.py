@@ -149,3 +149,71 @@ def test_add_probe_point_draws_a_star_on_top():
     fig = probe.add_probe_point(go.Figure(go.Scatter(x=[0], y=[0])), np.array([1.5, -2.0]), "your image")
     star = fig.data[-1]
     assert star.name == "your image" and star.marker.symbol == "star" and (star.x[0], star.y[0]) == (1.5, -2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Large uploads: shrunk before padding, refused from the header (memory: test_dashboard_probe_memory.py)
+
+
+def test_the_conversion_never_touches_the_process_wide_warning_filters(monkeypatch):
+    """Streamlit serves its sessions from threads, and warnings.catch_warnings is not thread-safe."""
+    class NoWarnings:
+        def __getattr__(self, name):
+            raise AssertionError(f"warnings.{name}: warning filters are process-wide, a session must not change them")
+
+    monkeypatch.setattr(probe, "warnings", NoWarnings(), raising=False)
+    x, _ = probe.image_to_input(encoded(digit_image((100, 60))), DIGITS, "binary")
+    assert x.shape == DIGITS
+    monkeypatch.setattr(probe, "MAX_PIXELS", 5_000)
+    with pytest.raises(ValueError, match="too large"):
+        probe.image_to_input(encoded(digit_image((100, 60))), DIGITS, "binary")
+
+
+def test_pillows_own_decompression_bomb_limit_reads_as_too_large(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # 100×60 is more than twice it: Pillow raises
+    with pytest.raises(ValueError, match="too large: upload one under 40 megapixels"):
+        probe.image_to_input(encoded(digit_image((100, 60))), DIGITS, "binary")
+
+
+def test_aspect_ratios_up_to_the_limit_convert_and_longer_strips_are_refused_in_one_line():
+    x, _ = probe.image_to_input(encoded(digit_image((20 * 12, 12))), DIGITS, "gray")
+    assert x.shape == DIGITS
+    with pytest.raises(ValueError, match="more than 20 times as long") as info:
+        probe.image_to_input(encoded(digit_image((12, 20 * 12 + 1))), DIGITS, "gray")
+    assert "\n" not in str(info.value)
+
+
+def test_shrinking_before_padding_matches_area_averaging_the_whole_image():
+    image = digit_image((2000, 1200), mode="L")
+    x, steps = probe.image_to_input(encoded(image), DIGITS, "gray")
+    assert "Shrank it to 125×75 pixels by area averaging (16×16 blocks)" in " ".join(steps)
+    grey = 1.0 - np.asarray(image, dtype=np.float64) / 255  # inverted: light paper
+    padded = np.full((2000, 2000), probe.border_mean(grey[None]))
+    padded[400:1600] = grey
+    reference = padded.reshape(8, 250, 8, 250).mean(axis=(1, 3))  # each output pixel: the mean of its 250×250
+    error = np.abs(x[0] - reference)  # the 16×16 blocks straddling an output pixel's edge are split evenly
+    assert error.max() < 1 / 15.625 and error.mean() < 0.005  # at most one block's share of 15.625 per side
+
+
+def test_pieces_join_exactly_whatever_the_tile_size(monkeypatch):
+    image = digit_image((900, 700)).convert("P")  # a palette image with a transparent background colour
+    payload = encoded(image, transparency=image.getpixel((0, 0)))
+    whole, steps = probe.image_to_input(payload, (1, 28, 28), "gray")
+    assert any("transparency" in s for s in steps)
+    monkeypatch.setattr(probe, "TILE", 100)
+    pieces, _ = probe.image_to_input(payload, (1, 28, 28), "gray")
+    assert np.array_equal(whole, pieces)
+
+
+def test_a_large_sideways_jpeg_is_decoded_small_turned_upright_and_matches_the_upright_png():
+    upright = Image.new("L", (1600, 2400), "white")
+    ImageDraw.Draw(upright).rectangle([200, 300, 700, 1100], fill="black")  # a block in the top-left quarter
+    exif = Image.Exif()
+    exif[probe.ORIENTATION_TAG] = 6  # stored turned a quarter; ROTATE_270 turns it back
+    sideways = encoded(upright.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90, exif=exif)
+    x, steps = probe.image_to_input(sideways, (1, 28, 20), "gray")
+    y, _ = probe.image_to_input(encoded(upright), (1, 28, 20), "gray")
+    text = " ".join(steps)
+    assert "2400×1600" in steps[0] and "Decoded it at 1/4 scale, 600×400" in text and "Rotated it upright" in text
+    assert x.shape == y.shape == (1, 28, 20) and np.abs(x - y).mean() < 0.02
+    assert x[0, :14, :10].mean() > 0.3 > x[0, 14:, 10:].mean()  # the block is top-left, as the photo was taken
