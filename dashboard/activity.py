@@ -16,12 +16,14 @@ def sorted_activity(activity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-activity, kind="stable")
     return order, activity[order]
 
+
 def threshold_line(fig: go.Figure, threshold: float, log_y: bool) -> None:
     fig.add_hline(y=threshold, line=dict(color="black", dash="dash", width=1.5))
     fig.add_annotation(x=1, xref="x domain", xanchor="right", yanchor="bottom", showarrow=False,
                        bgcolor="rgba(255,255,255,0.8)",
                        y=math.log10(threshold) if log_y and threshold > 0 else threshold,  # log axes want log10
                        text=f"threshold {threshold:g}")
+
 
 def _activity_range(fig: go.Figure, values: np.ndarray, threshold: float, log_y: bool) -> None:
     """A y range that always shows the threshold line with some room on both sides."""
@@ -31,6 +33,7 @@ def _activity_range(fig: go.Figure, values: np.ndarray, threshold: float, log_y:
         fig.update_yaxes(range=[math.log10(low) - 0.3, math.log10(max(high, 1e-8)) + 0.2])
     else:
         fig.update_yaxes(range=[0, high * 1.1 or 1.0])
+
 
 def activity_bar_figure(activity: np.ndarray, threshold: float, layer: str = "z", log_y: bool = True) -> go.Figure:
     """One bar per latent dimension, sorted, active ones coloured, the threshold as a dashed line."""
@@ -50,6 +53,7 @@ def activity_bar_figure(activity: np.ndarray, threshold: float, layer: str = "z"
                       margin=dict(t=50), showlegend=False)
     return fig
 
+
 def activity_curves_figure(curves: dict[str, np.ndarray], threshold: float, log_y: bool = True) -> go.Figure:
     """Sorted activity of several models/layers on one chart, one line each."""
     fig = go.Figure()
@@ -65,6 +69,7 @@ def activity_curves_figure(curves: dict[str, np.ndarray], threshold: float, log_
     fig.update_layout(xaxis_title="units sorted by activity (rank)", yaxis_title="activity Cov_x(E_q[z_d])",
                       yaxis_type="log" if log_y else "linear", height=450, margin=dict(t=20))
     return fig
+
 
 def active_unit_table(activities: dict[str, dict[str, np.ndarray]], threshold: float) -> list[dict]:
     """One row per checkpoint: active-unit count of each layer and the latent sizes."""

@@ -31,22 +31,26 @@ def projection_dir() -> Path:
 def _digest(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
 def weights_digest(checkpoint: str | Path) -> str:
     """sha256 of the checkpoint's weights (memoised on path, mtime and size)."""
     weights = Path(checkpoint) / WEIGHTS_FILE
     stat = weights.stat()
     return _digest(str(weights.resolve()), stat.st_mtime_ns, stat.st_size)
 
+
 def projection_key(digest: str, layer: str, method: str, params: dict) -> str:
     """The cache file's name for one fitted map."""
     payload = {"weights": digest, "layer": layer, "method": method, "params": params, "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write arrays as one .npz atomically (temporary file, then rename)."""
     buffer = io.BytesIO()
     np.savez(buffer, **{name: np.asarray(a) for name, a in arrays.items()})
     atomic_write_bytes(Path(path), buffer.getvalue())
+
 
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
     """The arrays saved at `path`, or None when missing or unreadable (a stale file is ignored)."""
@@ -55,6 +59,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
             return {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError):
         return None
+
 
 def load_or_compute(key: str, compute: Callable[[], dict[str, np.ndarray]],
                     directory: Path | None = None) -> tuple[dict[str, np.ndarray], bool]:

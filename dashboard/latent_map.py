@@ -26,6 +26,7 @@ def label_colours(labels) -> dict:
         palette = plotly.colors.sample_colorscale("Turbo", [i / (len(unique) - 1) for i in range(len(unique))])
     return {label: palette[i % len(palette)] for i, label in enumerate(unique)}
 
+
 def text_thumbnail(image: np.ndarray, max_side: int = 14) -> str:
     """An image (C, H, W) in [0, 1] as block characters, rows joined by <br> (for Plotly hovers)."""
     grey = np.asarray(image, dtype=np.float32).mean(axis=0)
@@ -35,6 +36,7 @@ def text_thumbnail(image: np.ndarray, max_side: int = 14) -> str:
     levels = ["\u00a0", "░", "▒", "▓", "█"]  # a no-break space so the hover keeps the blanks
     index = np.clip((grey * len(levels)).astype(int), 0, len(levels) - 1)
     return "<br>".join("".join(levels[i] * 2 for i in row) for row in index)
+
 
 def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.ndarray | None = None,
                           components: np.ndarray | None = None, components_name: str = "pseudo-inputs",
@@ -80,6 +82,7 @@ def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.n
                       height=600, margin=dict(t=50 if title else 20))
     return fig
 
+
 def selected_point(selection) -> tuple[str, int] | None:
     """("test", index) or ("component", k) of the first clicked point that carries customdata."""
     points = selection.get("points", []) if selection else []
@@ -92,6 +95,7 @@ def selected_point(selection) -> tuple[str, int] | None:
         data = data if isinstance(data, (list, tuple)) else [data, 0]
         return ("component" if int(data[1]) == 1 else "test"), int(data[0])
     return None
+
 
 @torch.no_grad()
 def point_images(model, kind: str, index: int, x_test: np.ndarray) -> tuple[np.ndarray, list[str]]:

@@ -28,6 +28,7 @@ def prior_log_prob(prior, z: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     z = torch.as_tensor(np.asarray(z), dtype=anchor.dtype, device=anchor.device)
     return torch.cat([prior.log_prob(chunk).cpu() for chunk in z.split(batch_size)]).double().numpy()
 
+
 @torch.no_grad()
 def aggregated_posterior_samples(model, images: np.ndarray, labels=None, per_image: int = 1, seed: int = 0,
                                  max_images: int = 2000) -> tuple[np.ndarray, np.ndarray | None]:
@@ -44,6 +45,7 @@ def aggregated_posterior_samples(model, images: np.ndarray, labels=None, per_ima
             chunks.append(z.transpose(0, 1).reshape(-1, z.shape[-1]).float().cpu())
     samples = torch.cat(chunks).numpy()
     return samples, (None if labels is None else np.repeat(np.asarray(labels), per_image))
+
 
 @dataclass(frozen=True)
 class PairedSamples:
@@ -101,6 +103,7 @@ def estimate_aggregated_kl(model, images: np.ndarray, seed: int = 0, max_points:
     with seeded(seed, model_device(model)):
         return aggregated_posterior_kl(model, images, max_points=max_points, seed=seed)
 
+
 def grid_limits(*point_sets: np.ndarray, margin: float = 0.15,
                 square: bool = True) -> tuple[tuple[float, float], tuple[float, float]]:
     """x and y ranges covering the central 99% of the points, widened by `margin` (and made square)."""
@@ -113,6 +116,7 @@ def grid_limits(*point_sets: np.ndarray, margin: float = 0.15,
         return (float(centre[0] - half), float(centre[0] + half)), (float(centre[1] - half), float(centre[1] + half))
     return (float(low[0] - pad[0]), float(high[0] + pad[0])), (float(low[1] - pad[1]), float(high[1] + pad[1]))
 
+
 def density_grid(log_prob: Callable[[np.ndarray], np.ndarray], xlim, ylim,
                  resolution: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """xs (R,), ys (R,), log p on the grid (R, R) with rows along y (Plotly's contour layout)."""
@@ -120,6 +124,7 @@ def density_grid(log_prob: Callable[[np.ndarray], np.ndarray], xlim, ylim,
     gx, gy = np.meshgrid(xs, ys)
     values = log_prob(np.stack([gx.ravel(), gy.ravel()], axis=1))
     return xs, ys, np.asarray(values).reshape(resolution, resolution)
+
 
 def prior_contour_figure(xs: np.ndarray, ys: np.ndarray, log_p: np.ndarray, samples: np.ndarray | None = None,
                          labels=None, density: bool = False, span: float = 12.0) -> go.Figure:
@@ -150,6 +155,7 @@ def prior_contour_figure(xs: np.ndarray, ys: np.ndarray, log_p: np.ndarray, samp
                       legend=dict(x=1.15), yaxis_scaleanchor="x", xaxis_constrain="domain")
     return fig
 
+
 def marginals_figure(prior_samples: np.ndarray, posterior_samples: np.ndarray, dims, columns: int = 4,
                      layer: str = "z") -> go.Figure:
     """Small multiples: for each chosen dimension, a histogram of prior and of posterior samples."""
@@ -171,6 +177,7 @@ def marginals_figure(prior_samples: np.ndarray, posterior_samples: np.ndarray, d
     fig.update_xaxes(title_text="value", row=rows)
     fig.update_yaxes(title_text="density", col=1)
     return fig
+
 
 def log_prob_histogram_figure(log_p_posterior: np.ndarray, log_p_prior: np.ndarray) -> go.Figure:
     """log p(z) evaluated at aggregated-posterior samples versus at prior samples."""
