@@ -1,0 +1,100 @@
+"""Dynamic MNIST and Fashion-MNIST: grey idx files, binarised afresh for every training batch.
+
+Both read LeCun's four idx files, `{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`, from their own
+folder (`mnist/`, `fashion_mnist/`). MNIST also accepts the rebuilt training images described in
+the shared data README (`train-images-idx3-ubyte.rebuilt.gz`, the canonical pixels re-gzipped).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+from .arrays import EVAL_BINARIZATION_SEED, binarize, check_count, row_major_images
+from .formats import read_idx
+from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
+
+MNIST_SPLIT = (50_000, 10_000, 10_000)  # train = first 50,000 of the 60,000, val = last 10,000
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")  # fmt: skip
+# the canonical training images, rebuilt losslessly and re-gzipped (see the shared data README)
+MNIST_REBUILT_TRAIN = "mnist/train-images-idx3-ubyte.rebuilt.gz"
+
+
+def _load_idx_dataset(name: str, root: Path) -> DatasetSplits:
+    """Grey MNIST-format images, as the paper's dynamic MNIST.
+
+    Paper/original loader: pixels / 255; train = the first 50,000 training images, validation =
+    the last 10,000, test = the 10,000 test images, no shuffle. Training images stay grey
+    (binarised for every batch); validation and test are binarised once with a fixed seed.
+    """
+    train_images, train_labels, test_images, test_labels = (read_idx(p) for p in locate(name, root))
+    n_train, n_val, n_test = MNIST_SPLIT
+    check_count(name, "the training file", len(train_images), n_train + n_val)
+    check_count(name, "the test file", len(test_images), n_test)
+    if train_images.shape[1:] != (28, 28) or test_images.shape[1:] != (28, 28):
+        raise DatasetError(f"dataset {name!r}: expected 28x28 images, got {train_images.shape[1:]}")
+    if len(train_labels) != len(train_images) or len(test_labels) != len(test_images):
+        raise DatasetError(f"dataset {name!r}: the label files do not match the image files")
+    x_train = row_major_images(train_images, 28, 28, scale=255.0)
+    x_test = row_major_images(test_images, 28, 28, scale=255.0)
+    y_train, y_test = train_labels.astype(np.int64), test_labels.astype(np.int64)
+    return DatasetSplits(
+        x_train=x_train[:n_train],
+        x_val=binarize(x_train[n_train:], EVAL_BINARIZATION_SEED),
+        x_test=binarize(x_test, EVAL_BINARIZATION_SEED + 1),
+        y_train=y_train[:n_train],
+        y_val=y_train[n_train:],
+        y_test=y_test,
+    )
+
+
+def _idx_plan(folder: str, mirrors: tuple[str, ...], md5s: tuple[str, ...]) -> DownloadPlan:
+    return DownloadPlan(
+        tuple(RemoteFile(f"{folder}/{f}", tuple(m + f for m in mirrors), f"md5:{md5}") for f, md5 in zip(IDX_FILES, md5s))
+    )
+
+
+MNIST = register(
+    DatasetSpec(
+        name="mnist",
+        input_shape=(1, 28, 28),
+        input_type="binary",
+        likelihood="bernoulli",
+        pseudo_init_mean=0.05,
+        pseudo_init_std=0.01,
+        loader=functools.partial(_load_idx_dataset, "mnist"),
+        dynamic_binarization=True,
+        description="MNIST binarised dynamically, 50,000 / 10,000 / 10,000",
+        files=tuple(f"mnist/{f}" for f in IDX_FILES),
+        alternative_files=((MNIST_REBUILT_TRAIN, *(f"mnist/{f}" for f in IDX_FILES[1:])),),
+        download=_idx_plan("mnist", MNIST_MIRRORS, (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c",
+        )),  # fmt: skip
+    )
+)
+
+FASHION_MNIST = register(
+    DatasetSpec(
+        name="fashion-mnist",
+        input_shape=(1, 28, 28),
+        input_type="binary",
+        likelihood="bernoulli",
+        pseudo_init_mean=0.05,
+        pseudo_init_std=0.01,
+        loader=functools.partial(_load_idx_dataset, "fashion-mnist"),
+        dynamic_binarization=True,
+        description="Fashion-MNIST (not in the paper) binarised dynamically, 50,000 / 10,000 / 10,000",
+        files=tuple(f"fashion_mnist/{f}" for f in IDX_FILES),
+        download=_idx_plan("fashion_mnist", (FASHION_MNIST_URL,), (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
+        )),  # fmt: skip
+    )
+)

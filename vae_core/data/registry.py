@@ -1,0 +1,141 @@
+"""The dataset registry: what a dataset is (`DatasetSpec`), what loading one returns
+(`DatasetSplits`), where its files live and where they come from (`DownloadPlan`).
+
+A dataset module builds one `DatasetSpec` and passes it to `register`; the CLI and the dashboard
+list `DATASETS`, and `load_dataset(name)` runs the spec's loader.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..paths import DATA_DIR_ENV, data_dir
+
+DOWNLOAD_COMMAND = "python -m vae_core download"
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Images are float32 (N, C, H, W) in [0, 1]; labels are int64 (N,) or None."""
+
+    x_train: np.ndarray
+    x_val: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One downloadable file: where it goes under the data directory, its mirrors, its checksum."""
+
+    path: str  # relative to the data directory, e.g. "freyfaces/freyfaces.pkl"
+    urls: tuple[str, ...]  # mirrors, tried in order
+    checksum: str  # "md5:<hex>", "sha256:<hex>" or "git-blob:<hex>" (the file's git blob SHA-1)
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """The files `download` fetches for a dataset, and an optional step that turns them into
+    the files the loader reads (`convert(data_dir)`, run after every file passed its checksum)."""
+
+    files: tuple[RemoteFile, ...]
+    convert: Callable[[Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    input_type: str  # "binary" or "gray"
+    likelihood: str  # default likelihood, a key of likelihoods.LIKELIHOODS
+    pseudo_init_mean: float  # the paper's N(mean, std) initialisation of random pseudo-inputs
+    pseudo_init_std: float
+    loader: Callable[[Path | None], DatasetSplits]
+    dynamic_binarization: bool = False
+    description: str = ""
+    files: tuple[str, ...] = ()  # files the loader needs under the data directory (empty: embedded)
+    # other complete sets of files the loader accepts instead of `files` (e.g. a rebuilt file)
+    alternative_files: tuple[tuple[str, ...], ...] = ()
+    download: DownloadPlan | None = None  # where `download` gets the files; None: by hand only
+
+    def file_sets(self) -> tuple[tuple[str, ...], ...]:
+        """`files` followed by each alternative set; the loader needs any one complete set."""
+        return (self.files, *self.alternative_files)
+
+    def available(self, data_dir: str | Path | None = None) -> bool:
+        """Whether the dataset can be loaded without a download."""
+        if not self.files:
+            return True
+        root = resolve_data_dir(data_dir)
+        return any(all((root / f).exists() for f in fs) for fs in self.file_sets())
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def resolve_data_dir(data_dir_arg: str | Path | None = None) -> Path:
+    """The folder holding dataset files: the argument, else $VAMPVIZ_DATA_DIR, else ~/.cache/vampviz."""
+    return data_dir(data_dir_arg)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(sorted(DATASETS))
+        raise DatasetError(f"unknown dataset {name!r}; choose one of: {known}") from None
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> DatasetSplits:
+    """Load a registered dataset's train/val/test splits (see the package docstring for the format)."""
+    spec = get_spec(name)
+    splits = spec.loader(resolve_data_dir(data_dir) if spec.files else None)
+    for split in (splits.x_train, splits.x_val, splits.x_test):
+        if split.shape[1:] != spec.input_shape:
+            raise DatasetError(
+                f"dataset {name!r} produced images of shape {split.shape[1:]}, expected {spec.input_shape}"
+            )
+    return splits
+
+
+def missing_file_error(name: str, root: Path, relpath: str) -> DatasetError:
+    """The one-line error for a dataset file that is not under the data directory."""
+    spec = get_spec(name)
+    others = [
+        " + ".join(f for f in alt if f not in spec.files)
+        for alt in spec.alternative_files
+        if relpath not in alt
+    ]
+    instead = f" (or instead: {' or '.join(others)})" if others else ""
+    plan = spec.download
+    urls = [r.urls[0] for r in plan.files if r.path == relpath] if plan else []
+    if plan and not urls:  # the file is made from downloaded ones: name the folder they come from
+        urls = [os.path.commonprefix([r.urls[0] for r in plan.files]).rsplit("/", 1)[0] + "/"]
+    source = f" (from {urls[0]})" if urls else ""
+    return DatasetError(
+        f"dataset {name!r}: missing file {root / relpath}{instead}; get it with "
+        f"`{DOWNLOAD_COMMAND} {name}`{source}, or set {DATA_DIR_ENV} to a folder that holds {relpath}"
+    )
+
+
+def locate(name: str, root: Path) -> tuple[Path, ...]:
+    """The first complete file set of dataset `name` under root, else its missing-file error."""
+    for file_set in get_spec(name).file_sets():
+        paths = tuple(root / f for f in file_set)
+        if all(p.exists() for p in paths):
+            return paths
+    first_missing = next(f for f in get_spec(name).files if not (root / f).exists())
+    raise missing_file_error(name, root, first_missing)
