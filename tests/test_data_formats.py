@@ -81,6 +81,7 @@ def test_safe_pickle_reads_a_python2_numpy_pickle(tmp_path):
         pickle.dumps(print, protocol=4),  # any other global, any protocol
     ],
 )
+@pytest.mark.filterwarnings("ignore:.*not the published Frey Faces file")
 def test_safe_pickle_rejects_other_globals(tmp_path, monkeypatch, payload):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "freyfaces").mkdir()

@@ -10,6 +10,8 @@ from vae_core import data
 from vae_core.data import freyfaces
 from vae_core.errors import DatasetError
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*not the published Frey Faces file")  # tiny test pickles
+
 
 def test_freyfaces_scaling_shape_and_seeded_split(tmp_path, monkeypatch):
     monkeypatch.setattr(freyfaces, "FREYFACES_SPLIT", (6, 2, 2))

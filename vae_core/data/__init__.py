@@ -22,13 +22,14 @@ belongs and how to get it. `download(name, data_dir)` fetches a dataset's files 
 URLs, checks each file's checksum and only then moves it into place.
 
 Modules: `registry` (specs, splits, `load_dataset`), `arrays` (seeded splits, binarisation),
-`formats` (file readers), `downloads`, and one module per dataset; adding a dataset is one new
+`formats` and `pickles` (file readers), `downloads`, and one module per dataset; adding a dataset is one new
 module that calls `register`, imported below.
 """
 
 from .arrays import EVAL_BINARIZATION_SEED, SPLIT_SEED, binarize, split_indices
 from .downloads import checksum_ok, download, file_checksum
-from .formats import read_amat, read_idx, read_mat, read_safe_pickle, save_npz
+from .formats import read_amat, read_idx, read_mat, save_npz
+from .pickles import read_safe_pickle
 from ..errors import DatasetError
 from .registry import (
     DATASETS,

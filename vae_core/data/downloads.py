@@ -45,6 +45,12 @@ def checksum_ok(path: Path, checksum: str) -> bool:
     return file_checksum(path, kind) == expected.lower()
 
 
+def published_checksum(name: str, relpath: str) -> str | None:
+    """The checksum dataset `name`'s download plan publishes for the file `relpath`, if any."""
+    plan = get_spec(name).download
+    return next((r.checksum for r in plan.files if r.path == relpath), None) if plan else None
+
+
 class _Rejected(Exception):
     """A mirror's bytes are not the file's (wrong checksum); the next mirror is tried."""
 

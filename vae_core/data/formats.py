@@ -1,12 +1,12 @@
-"""File readers for the dataset formats: idx (LeCun's MNIST), Larochelle's `.amat` text, MATLAB
-`.mat`, and pickles of numpy arrays (read by an allow-list unpickler). Every reader raises a one-line
-`DatasetError` naming the file when the file is malformed. Also `save_npz`, an atomic npz write.
+"""File readers for the dataset formats: idx (LeCun's MNIST), Larochelle's `.amat` text and MATLAB
+`.mat` (pickles of numpy arrays: `pickles.py`). Every reader raises a one-line `DatasetError` naming
+the file when the file is malformed. Also `save_npz`, an atomic npz write.
 """
 
 from __future__ import annotations
 
 import gzip
-import pickle
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -15,6 +15,24 @@ import numpy as np
 
 from .. import files
 from ..errors import DatasetError
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_bytes(path: Path, max_bytes: int, what: str) -> bytes:
+    """The contents of a file, refused (DatasetError naming it) above max_bytes."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(max_bytes + 1) if size <= max_bytes else b""
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {one_line(exc)}") from None
+    if size > max_bytes or len(raw) > max_bytes:
+        raise DatasetError(f"{path} has {max(size, len(raw)):,} bytes, more than a {what} file may have ({max_bytes:,})")
+    return raw
+
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -81,48 +99,6 @@ def read_mat(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     if missing:
         raise DatasetError(f"{path} lacks the variable(s) {', '.join(missing)}")
     return {k: v for k, v in contents.items() if not k.startswith("__")}
-
-
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-_PICKLE_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that builds only numpy arrays (plus lists, tuples, numbers and strings).
-
-    `find_class` is the only way a pickle reaches code; it allows exactly the three globals a
-    pickled ndarray needs, so a pickle that names anything else (os.system, ...) is refused.
-    """
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _PICKLE_ALLOWED[(module, name)]
-        except KeyError:
-            raise DatasetError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed") from None
-
-
-def read_safe_pickle(path: str | Path) -> object:
-    """Load a pickle (Python 2 ones included, via latin-1) with `SafeUnpickler`."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return SafeUnpickler(f, encoding="latin1").load()
-    except DatasetError as exc:
-        raise DatasetError(f"{path}: {exc}") from None
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise DatasetError(f"{path} is not a readable pickle: {exc}") from None
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:

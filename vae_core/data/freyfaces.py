@@ -1,21 +1,28 @@
 """Frey Faces: 1,965 grey 28x20 frames of Brendan Frey's face, 1,565 / 200 / 200.
 
-Reads `freyfaces/freyfaces.pkl`, the Python 2 pickle that the paper's repository ships.
+Reads `freyfaces/freyfaces.pkl`, the Python 2 pickle that the paper's repository ships. Its sha256
+is checked before it is unpickled: a file with the published checksum is the published file; any
+other file (a re-pickled copy, another release) is still read, by the same array-only unpickler
+(`pickles.py`, which can build nothing but plain numeric arrays) and the same checks of type,
+dtype, shape and count, with a warning that it is not the file the paper used.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DatasetError
 from .arrays import SPLIT_SEED, check_count, row_major_images, split_indices
-from .formats import read_safe_pickle
+from .downloads import checksum_ok, published_checksum
+from .pickles import read_safe_pickle
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
 FREYFACES_SPLIT = (1_565, 200, 200)
 FREYFACES_FILE = "freyfaces/freyfaces.pkl"
+FREYFACES_MAX_BYTES = 64 << 20  # the published pickle has 3,568,521 bytes
 
 
 def _load_freyfaces(root: Path) -> DatasetSplits:
@@ -23,13 +30,20 @@ def _load_freyfaces(root: Path) -> DatasetSplits:
 
     Paper/original loader: the pickle holds a list with one uint8 (1965, 560) array of row-major
     28x20 images; x = (v + 0.5) / 256 (the centres of 256 bins), shuffle, then cut 1,565 / 200 / 200.
-    Here the pickle is read with an allow-list unpickler and the shuffle is seeded. No labels.
+    Here the pickle is read with the array-only unpickler and the shuffle is seeded. No labels.
     """
     (path,) = locate("freyfaces", root)
-    content = read_safe_pickle(path)
+    checksum = published_checksum("freyfaces", FREYFACES_FILE)
+    if checksum and not checksum_ok(path, checksum):
+        warnings.warn(f"{path} is not the published Frey Faces file (its {checksum.split(':')[0]} differs); "
+                      "it is read as plain arrays and checked, but results may not compare with the paper's",
+                      stacklevel=3)  # fmt: skip
+    content = read_safe_pickle(path, max_bytes=FREYFACES_MAX_BYTES)
     array = content[0] if isinstance(content, (list, tuple)) and content else content
     if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[1] != 28 * 20:
         raise DatasetError(f"{path}: expected a list holding one (N, 560) array")
+    if array.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected uint8 pixels (0..255), got {array.dtype}")
     check_count("freyfaces", str(path), len(array), sum(FREYFACES_SPLIT))
     images = row_major_images((array.astype(np.float32) + 0.5), 28, 20, scale=256.0)
     train, val, test = split_indices(len(images), FREYFACES_SPLIT, SPLIT_SEED)
