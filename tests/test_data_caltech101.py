@@ -51,3 +51,16 @@ def test_caltech101_wrong_size(tmp_path):
     write_caltech(tmp_path)
     with pytest.raises(DatasetError, match="expected 4100"):
         data.load_dataset("caltech101", tmp_path)
+
+
+@pytest.mark.parametrize("bad, expected", [(-1.0, "binary"), (np.nan, "NaN"), (0.5, "binary"), (2.0, "binary")])
+def test_caltech101_bad_pixels_name_the_file(tmp_path, monkeypatch, bad, expected):
+    monkeypatch.setattr(caltech101, "CALTECH101_SPLIT", (5, 3, 4))
+    write_caltech(tmp_path)
+    contents = scipy.io.loadmat(tmp_path / caltech101.CALTECH101_FILE)
+    val = contents["val_data"].astype(np.float64)
+    val[1, 100] = bad
+    scipy.io.savemat(tmp_path / caltech101.CALTECH101_FILE, {k: v for k, v in contents.items() if not k.startswith("__")} | {"val_data": val})
+    with pytest.raises(DatasetError, match=expected) as info:
+        data.load_dataset("caltech101", tmp_path)
+    assert str(tmp_path / caltech101.CALTECH101_FILE) in str(info.value) and "val_data" in str(info.value)

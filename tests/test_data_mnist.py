@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.data_helpers import isolated_data_dirs, write_mnist_like  # noqa: F401
+from tests.data_helpers import isolated_data_dirs, write_idx, write_mnist_like  # noqa: F401
 from vae_core import data
 from vae_core.data import mnist
 from vae_core.errors import DatasetError
@@ -43,3 +43,22 @@ def test_mnist_wrong_sizes_are_an_error(tmp_path):
     write_mnist_like(tmp_path, "mnist", 10, 3)
     with pytest.raises(DatasetError, match="expected 60000"):
         data.load_dataset("mnist", tmp_path)
+
+
+def test_mnist_float_or_nan_pixels_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "MNIST_SPLIT", (8, 2, 3))
+    write_mnist_like(tmp_path, "mnist", 10, 3)
+    grey = np.full((3, 28, 28), np.nan, np.float32)
+    write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", grey)
+    with pytest.raises(DatasetError, match="uint8") as info:
+        data.load_dataset("mnist", tmp_path)
+    assert str(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz") in str(info.value)
+
+
+def test_mnist_wrong_image_shape_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(mnist, "MNIST_SPLIT", (8, 2, 3))
+    write_mnist_like(tmp_path, "mnist", 10, 3)
+    write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz", np.zeros((3, 28, 27), np.uint8))
+    with pytest.raises(DatasetError, match="28x28") as info:
+        data.load_dataset("mnist", tmp_path)
+    assert str(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz") in str(info.value)

@@ -66,3 +66,21 @@ def test_download_static_mnist_converts_amat_to_npz(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "mnist_static") == ["binarized_mnist_static.npz"]  # .amat files removed
     splits = data.load_dataset("mnist-static", tmp_path)
     np.testing.assert_array_equal(splits.x_test[:, 0], rows["test"].reshape(-1, 28, 28))
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (np.where(binary_rows(6, 0) == 1, np.nan, 0.0), "NaN"),
+        (binary_rows(6, 0).astype(np.int8) - 1, "binary"),
+        (binary_rows(6, 0) * 0.5, "binary"),
+        (binary_rows(6, 0)[:, :783], "784"),
+    ],
+)
+def test_mnist_static_bad_pixels_name_the_file(tmp_path, monkeypatch, bad, expected):
+    monkeypatch.setattr(mnist_static, "MNIST_STATIC_SPLIT", (6, 2, 3))
+    (tmp_path / "mnist_static").mkdir()
+    np.savez(tmp_path / mnist_static.MNIST_STATIC_NPZ, train=bad, valid=binary_rows(2, 1), test=binary_rows(3, 2))
+    with pytest.raises(DatasetError, match=expected) as info:
+        data.load_dataset("mnist-static", tmp_path)
+    assert str(tmp_path / mnist_static.MNIST_STATIC_NPZ) in str(info.value)

@@ -12,6 +12,7 @@ import scipy.io
 from tests.data_helpers import column_major, isolated_data_dirs, upright_marker_images  # noqa: F401
 from vae_core import data, paths
 from vae_core.data import omniglot
+from vae_core.errors import DatasetError
 
 
 def test_omniglot_chardata(tmp_path, monkeypatch):
@@ -124,3 +125,29 @@ def test_omniglot_stale_cache_is_rebuilt(tmp_path, monkeypatch):
     np.savez_compressed(folder / "images_evaluation.npz", images=images, labels=labels)
     rebuilt, _ = omniglot._omniglot_from_raw(tmp_path, tuple(tmp_path / f for f in omniglot.OMNIGLOT_RAW))
     assert np.all(rebuilt[6] == 1)
+
+
+@pytest.mark.parametrize("bad, expected", [(np.nan, "NaN"), (-0.5, "outside"), (1.25, "outside")])
+def test_omniglot_chardata_bad_pixels_name_the_file(tmp_path, monkeypatch, bad, expected):
+    monkeypatch.setattr(omniglot, "OMNIGLOT_SPLIT", (6, 2, 3))
+    pool = upright_marker_images(8).astype(np.float64)
+    pool[3, 5, 5] = bad
+    (tmp_path / "omniglot").mkdir()
+    scipy.io.savemat(tmp_path / omniglot.OMNIGLOT_CHARDATA, {
+        "data": column_major(pool).T, "testdata": column_major(upright_marker_images(3).astype(np.float64)).T})
+    with pytest.raises(DatasetError, match=expected) as info:
+        data.load_dataset("omniglot", tmp_path)
+    assert str(tmp_path / omniglot.OMNIGLOT_CHARDATA) in str(info.value)
+
+
+def test_omniglot_a_tampered_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setattr(omniglot, "OMNIGLOT_SPLIT", (4, 2, 3))
+    write_omniglot_raw(tmp_path)
+    first = data.load_dataset("omniglot", tmp_path)
+    cache = tmp_path / "omniglot_raw_105" / omniglot.OMNIGLOT_CACHE_NAME
+    with np.load(cache) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["images"] = np.full_like(arrays["images"], 255)  # 255 / 225 > 1
+    np.savez(cache, **arrays)
+    again = data.load_dataset("omniglot", tmp_path)
+    np.testing.assert_array_equal(again.x_train, first.x_train)

@@ -126,3 +126,56 @@ def test_every_download_has_a_checksum_and_a_url():
             assert kind in ("md5", "sha256", "git-blob")
             assert len(digest) == {"md5": 32, "sha256": 64, "git-blob": 40}[kind]
             assert all(url.startswith(("https://", "http://")) for url in remote.urls)
+
+
+# --------------------------------------------------------------------------------------------
+# Every split is checked centrally, whatever the loader returned.
+
+
+def _fake_dataset(monkeypatch, tmp_path, **overrides) -> str:
+    """Register `fake`, whose loader returns digits-shaped splits with `overrides` in place; its one
+    file exists under tmp_path, so the error can name it."""
+    x = np.full((4, 1, 8, 8), 0.5, np.float32)
+    splits = dict(x_train=x, x_val=x.copy(), x_test=x.copy(), y_train=None, y_val=None, y_test=None) | overrides
+    (tmp_path / "fake.npz").touch()
+    spec = data.DatasetSpec(name="fake", input_shape=(1, 8, 8), input_type="gray", likelihood="gaussian",
+                            pseudo_init_mean=0.5, pseudo_init_std=0.1, files=("fake.npz",),
+                            loader=lambda root: data.DatasetSplits(**splits))  # fmt: skip
+    monkeypatch.setitem(data.DATASETS, "fake", spec)
+    return "fake"
+
+
+def _with(value, index=(0, 0, 3, 3)):
+    x = np.full((4, 1, 8, 8), 0.5, np.float32)
+    x[index] = value
+    return x
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"x_train": _with(np.nan)}, "training images hold NaN"),
+        ({"x_val": _with(np.inf)}, r"validation images have pixel values outside \[0, 1\]"),
+        ({"x_test": _with(-0.25)}, r"test images have pixel values outside \[0, 1\]"),
+        ({"x_train": _with(1.5)}, r"outside \[0, 1\]"),
+        ({"x_val": np.zeros((0, 1, 8, 8), np.float32)}, "validation set is empty"),
+        ({"x_test": np.zeros((0, 1, 8, 8), np.float32)}, "test set is empty"),
+        ({"x_train": np.zeros((4, 1, 8, 7), np.float32)}, "shape"),
+        ({"x_train": np.zeros((4, 1, 8, 8), np.float64)}, "float32"),
+        ({"y_val": np.arange(3)}, "validation labels"),
+        ({"y_test": np.zeros(4, np.float32)}, "test labels"),
+    ],
+)
+def test_load_dataset_checks_every_split(tmp_path, monkeypatch, overrides, expected):
+    name = _fake_dataset(monkeypatch, tmp_path, **overrides)
+    with pytest.raises(DatasetError, match=expected) as info:
+        data.load_dataset(name, tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "'fake'" in message and str(tmp_path / "fake.npz") in message
+
+
+def test_load_dataset_passes_good_splits_through(tmp_path, monkeypatch):
+    x = np.linspace(0, 1, 4 * 64, dtype=np.float32).reshape(4, 1, 8, 8)
+    name = _fake_dataset(monkeypatch, tmp_path, x_train=x, y_train=np.arange(4))
+    splits = data.load_dataset(name, tmp_path)
+    assert splits.x_train is x

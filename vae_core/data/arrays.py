@@ -45,3 +45,25 @@ def column_major_images(flat: np.ndarray, side: int) -> np.ndarray:
     each row read in Fortran order, i.e. every image transposed.
     """
     return np.ascontiguousarray(flat.reshape(-1, side, side).transpose(0, 2, 1)[:, None], dtype=np.float32)
+
+
+def check_rows(array: np.ndarray, where: str, width: int) -> None:
+    """Refuse, naming `where` (a file, and the variable in it), anything but (N, width) rows."""
+    if array.ndim != 2 or array.shape[1] != width:
+        raise DatasetError(f"{where}: expected rows of {width} pixels, got an array of shape {array.shape}")
+
+
+def check_pixels(array: np.ndarray, where: str, *, high: float = 1.0, binary: bool = False) -> None:
+    """Refuse, naming `where`, pixels that are not numbers in [0, high] (exactly 0 or 1 if binary),
+    so that a damaged file never reaches training as NaN or as values the likelihood cannot take."""
+    if array.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: pixels of dtype {array.dtype}, expected numbers")
+    if array.size == 0:
+        return
+    low_value, high_value = array.min(), array.max()  # NaN propagates through both
+    if np.isnan(low_value) or np.isnan(high_value):
+        raise DatasetError(f"{where}: the pixels hold NaN")
+    if binary and not (0 <= low_value and high_value <= 1 and np.all((array == 0) | (array == 1))):
+        raise DatasetError(f"{where}: expected binary pixels (0 or 1), found values from {low_value} to {high_value}")
+    if not (0 <= low_value and high_value <= high):
+        raise DatasetError(f"{where}: pixel values from {low_value} to {high_value}, outside [0, {high:g}]")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
-from .arrays import SPLIT_SEED, check_count, column_major_images
+from .arrays import SPLIT_SEED, check_count, check_pixels, check_rows, column_major_images
 from .formats import read_mat
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
@@ -30,10 +29,10 @@ def _load_caltech101(root: Path) -> DatasetSplits:
     mat = read_mat(path, ("train_data", "val_data", "test_data"))
     splits, rng = {}, np.random.default_rng(SPLIT_SEED)
     for split, size in zip(("train", "val", "test"), CALTECH101_SPLIT):
-        data = mat[f"{split}_data"]
+        data, where = mat[f"{split}_data"], f"{path} '{split}_data'"
         check_count("caltech101", f"{split}_data", len(data), size)
-        if data.ndim != 2 or data.shape[1] != 784 or data.max(initial=0) > 1:
-            raise DatasetError(f"dataset 'caltech101': {split}_data must hold binary rows of 784 pixels")
+        check_rows(data, where, 784)
+        check_pixels(data, where, binary=True)
         x = 1.0 - column_major_images(data, 28)
         labels = mat.get(f"{split}_labels")
         y = None if labels is None or labels.size != size else labels.reshape(-1).astype(np.int64) - 1

@@ -33,14 +33,16 @@ def _load_idx_dataset(name: str, root: Path) -> DatasetSplits:
     the last 10,000, test = the 10,000 test images, no shuffle. Training images stay grey
     (binarised for every batch); validation and test are binarised once with a fixed seed.
     """
-    train_images, train_labels, test_images, test_labels = (read_idx(p) for p in locate(name, root))
+    paths = locate(name, root)
+    train_images, train_labels, test_images, test_labels = (read_idx(p) for p in paths)
+    for path, images, labels in ((paths[0], train_images, train_labels), (paths[2], test_images, test_labels)):
+        if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
+            raise DatasetError(f"{path}: expected uint8 28x28 images, got {images.dtype} {images.shape[1:]}")
+        if labels.dtype.kind not in "iu" or labels.shape != images.shape[:1]:
+            raise DatasetError(f"dataset {name!r}: the label files do not match the image files")
     n_train, n_val, n_test = MNIST_SPLIT
     check_count(name, "the training file", len(train_images), n_train + n_val)
     check_count(name, "the test file", len(test_images), n_test)
-    if train_images.shape[1:] != (28, 28) or test_images.shape[1:] != (28, 28):
-        raise DatasetError(f"dataset {name!r}: expected 28x28 images, got {train_images.shape[1:]}")
-    if len(train_labels) != len(train_images) or len(test_labels) != len(test_images):
-        raise DatasetError(f"dataset {name!r}: the label files do not match the image files")
     x_train = row_major_images(train_images, 28, 28, scale=255.0)
     x_test = row_major_images(test_images, 28, 28, scale=255.0)
     y_train, y_test = train_labels.astype(np.int64), test_labels.astype(np.int64)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from .arrays import SPLIT_SEED, check_count, row_major_images
+from .arrays import SPLIT_SEED, check_count, check_pixels, check_rows, row_major_images
 from .formats import read_amat, save_npz
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
@@ -36,12 +36,13 @@ def _load_mnist_static(root: Path) -> DatasetSplits:
                 arrays = [npz[k] for k in ("train", "valid", "test")]
         except (OSError, ValueError, KeyError, zlib.error) as exc:
             raise DatasetError(f"cannot read {paths[0]} (keys train/valid/test expected): {exc}") from None
+        sources = [f"{paths[0]} '{k}'" for k in ("train", "valid", "test")]
     else:
-        arrays = [read_amat(p) for p in paths]
-    for what, array, size in zip(("train", "valid", "test"), arrays, MNIST_STATIC_SPLIT):
+        arrays, sources = [read_amat(p) for p in paths], [str(p) for p in paths]
+    for what, array, source, size in zip(("train", "valid", "test"), arrays, sources, MNIST_STATIC_SPLIT):
         check_count("mnist-static", what, len(array), size)
-        if array.ndim != 2 or array.shape[1] != 784 or array.max(initial=0) > 1:
-            raise DatasetError(f"dataset 'mnist-static': {what} must hold binary rows of 784 pixels")
+        check_rows(array, source, 784)
+        check_pixels(array, source, binary=True)
     train, val, test = (row_major_images(a, 28, 28) for a in arrays)
     train = train[np.random.default_rng(SPLIT_SEED).permutation(len(train))]
     return DatasetSplits(x_train=train, x_val=val, x_test=test)

@@ -17,7 +17,9 @@ import numpy as np
 from .. import files
 from ..errors import DatasetError
 from ..paths import cache_dir
-from .arrays import EVAL_BINARIZATION_SEED, SPLIT_SEED, binarize, check_count, column_major_images, split_indices
+from .arrays import (
+    EVAL_BINARIZATION_SEED, SPLIT_SEED, binarize, check_count, check_pixels, column_major_images, split_indices,
+)  # fmt: skip
 from .formats import read_mat, save_npz
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
@@ -46,6 +48,8 @@ def _load_omniglot(root: Path) -> DatasetSplits:
     n_train, n_val, n_test = OMNIGLOT_SPLIT
     if len(paths) == 1:
         mat = read_mat(paths[0], ("data", "testdata"))
+        for k in ("data", "testdata"):
+            check_pixels(mat[k], f"{paths[0]} '{k}'")
         pool, x_test = (column_major_images(mat[k].T, 28) for k in ("data", "testdata"))
         check_count("omniglot", "chardata.mat 'data'", len(pool), n_train + n_val)
         check_count("omniglot", "chardata.mat 'testdata'", len(x_test), n_test)
@@ -55,8 +59,6 @@ def _load_omniglot(root: Path) -> DatasetSplits:
         images, labels = _omniglot_from_raw(root, paths)
         train, val, test = split_indices(len(images), OMNIGLOT_SPLIT, SPLIT_SEED)
         pool, pool_labels, x_test, y_test = images, labels, images[test], labels[test]
-    if any(x.size and (x.min() < 0 or x.max() > 1) for x in (pool, x_test)):
-        raise DatasetError("dataset 'omniglot': pixel values outside [0, 1]")
     return DatasetSplits(
         x_train=pool[train],
         x_val=binarize(pool[val], EVAL_BINARIZATION_SEED),
@@ -107,6 +109,21 @@ def _raw_to_28(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def _read_cache(cache: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached 28x28 images (uint8 ink coverage 0..225) and labels, if `cache` holds them for
+    raw files with fingerprint `key`; None for a missing, stale, damaged or tampered cache."""
+    try:
+        with np.load(cache, allow_pickle=False) as npz:
+            if str(npz["key"]) != key:
+                return None
+            images, labels = npz["images"], npz["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zlib.error):
+        return None
+    good = (images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == (28, 28)
+            and images.max(initial=0) <= 225 and labels.dtype == np.int64 and labels.shape == images.shape[:1])  # fmt: skip
+    return (images, labels) if good else None
+
+
 def _omniglot_from_raw(root: Path, paths: tuple[Path, ...]) -> tuple[np.ndarray, np.ndarray]:
     """All 32,460 raw Omniglot images (background, then evaluation) as 28x28 grey, ink = 1, with
     character ids (evaluation ids follow background ids). Cached as an npz next to the raw files
@@ -117,12 +134,9 @@ def _omniglot_from_raw(root: Path, paths: tuple[Path, ...]) -> tuple[np.ndarray,
     key = fingerprint.hexdigest()
     caches = [paths[0].parent / OMNIGLOT_CACHE_NAME, derived_cache_dir() / OMNIGLOT_CACHE_NAME]
     for cache in caches:
-        try:
-            with np.load(cache, allow_pickle=False) as npz:
-                if str(npz["key"]) == key:
-                    return npz["images"].astype(np.float32)[:, None] / np.float32(225), npz["labels"]
-        except (OSError, ValueError, KeyError, zlib.error):
-            pass
+        cached = _read_cache(cache, key)
+        if cached is not None:
+            return cached[0].astype(np.float32)[:, None] / np.float32(225), cached[1]
     images, labels = [], []
     for p in paths:
         try:
@@ -130,7 +144,7 @@ def _omniglot_from_raw(root: Path, paths: tuple[Path, ...]) -> tuple[np.ndarray,
                 raw, ids = npz["images"], npz["labels"]
         except (OSError, ValueError, KeyError, zlib.error) as exc:
             raise DatasetError(f"cannot read {p} (keys images/labels expected): {exc}") from None
-        if raw.dtype != bool or raw.shape[-2:] != (105, 105) or ids.shape != raw.shape[:-2]:
+        if raw.dtype != bool or raw.shape[-2:] != (105, 105) or ids.dtype.kind not in "iu" or ids.shape != raw.shape[:-2]:
             raise DatasetError(f"{p}: expected bool images (..., 105, 105) with one label each")
         offset = max((int(previous.max()) + 1 for previous in labels), default=0)
         images.append(_raw_to_28(raw.reshape(-1, 105, 105)))

@@ -100,15 +100,40 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> DatasetSplits:
-    """Load a registered dataset's train/val/test splits (see the package docstring for the format)."""
+    """Load a registered dataset's train/val/test splits (see the package docstring for the format).
+
+    Every split is checked here, whatever the loader: float32 images of the spec's shape, finite
+    and within [0, 1], none of the three sets empty, labels (if any) one integer per image. A
+    failure is a one-line DatasetError naming the dataset and the files it was read from.
+    """
     spec = get_spec(name)
-    splits = spec.loader(resolve_data_dir(data_dir) if spec.files else None)
-    for split in (splits.x_train, splits.x_val, splits.x_test):
-        if split.shape[1:] != spec.input_shape:
-            raise DatasetError(
-                f"dataset {name!r} produced images of shape {split.shape[1:]}, expected {spec.input_shape}"
-            )
+    root = resolve_data_dir(data_dir) if spec.files else None
+    splits = spec.loader(root)
+    source = ", ".join(str(p) for p in locate(name, root)) if root is not None else "embedded"
+    for what, x, y in (("training", splits.x_train, splits.y_train), ("validation", splits.x_val, splits.y_val),
+                       ("test", splits.x_test, splits.y_test)):  # fmt: skip
+        problem = _split_problem(spec, what, x, y)
+        if problem:
+            raise DatasetError(f"dataset {name!r} ({source}): {problem}")
     return splits
+
+
+def _split_problem(spec: DatasetSpec, what: str, x, y) -> str | None:
+    """What is wrong with one split (see `load_dataset`), or None."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        return f"the {what} images are not a float32 array"
+    if x.shape[1:] != spec.input_shape:
+        return f"the {what} images have shape {x.shape[1:]}, expected {spec.input_shape}"
+    if len(x) == 0:
+        return f"the {what} set is empty"
+    low, high = x.min(), x.max()
+    if np.isnan(low) or np.isnan(high):
+        return f"the {what} images hold NaN"
+    if not (0 <= low and high <= 1):
+        return f"the {what} images have pixel values outside [0, 1] ({low} to {high})"
+    if y is not None and (not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (len(x),)):
+        return f"the {what} labels are not one integer per image"
+    return None
 
 
 def missing_file_error(name: str, root: Path, relpath: str) -> DatasetError:
