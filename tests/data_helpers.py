@@ -11,7 +11,11 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import json
+import os
 import struct
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,6 +24,9 @@ import numpy as np
 import pytest
 
 from vae_core import data, paths
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +128,23 @@ def sha256_checksum(raw: bytes) -> str:
 def use_plan(monkeypatch, name: str, plan: data.DownloadPlan) -> None:
     """Give dataset `name` another download plan for the rest of the test."""
     monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(data.get_spec(name), download=plan))
+
+
+def run_in_children(script: str, jobs: list[tuple[str, ...]], cwd: Path) -> dict[str, dict]:
+    """Run `script` (python -c) on the jobs, a JSON list in argv[1] whose items start with a case
+    name; it prints {"case": ..., "started": true} before each case and a record with "outcome"
+    after it. A child that crashes (a segfault in numpy, say) is recorded as the outcome of the
+    case it was on, and a new child carries on with the cases after it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    results: dict[str, dict] = {}
+    while len(results) < len(jobs):
+        remaining = [job for job in jobs if job[0] not in results]
+        child = subprocess.run([sys.executable, "-W", "ignore", "-c", script, json.dumps(remaining)], cwd=cwd,
+                               env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+        records = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
+        results.update((r["case"], r) for r in records if "outcome" in r)
+        if child.returncode != 0:
+            started = [r["case"] for r in records if "started" in r and r["case"] not in results]
+            assert started, f"the child failed before any case: {child.stderr[-2000:]}"
+            results[started[0]] = {"outcome": f"the process died (exit code {child.returncode})", "message": ""}
+    return results

@@ -13,15 +13,13 @@ import hashlib
 import json
 import os
 import pickle
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.data_helpers import isolated_data_dirs, py2_pickle_of, use_plan  # noqa: F401
+from tests.data_helpers import isolated_data_dirs, py2_pickle_of, run_in_children, use_plan  # noqa: F401
 from vae_core import data
 from vae_core.data import freyfaces
 from vae_core.errors import DatasetError
@@ -33,7 +31,6 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct
     from numpy.core.numeric import _frombuffer
 
-ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = (0, 2, 4)
 CHILD_SPLIT = (6, 2, 2)  # Frey Faces split sizes in the child process, so that forged files stay small
 
@@ -110,24 +107,6 @@ for case, folder in json.loads(sys.argv[1]):
 """
 
 
-def run_in_children(jobs: list[tuple[str, str]], cwd: Path) -> dict[str, dict]:
-    """Load every (case, folder) job in a child process; a child that crashes is reported as the
-    outcome of the case it was on, and a new child carries on with the cases after it."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    results: dict[str, dict] = {}
-    while len(results) < len(jobs):
-        remaining = [job for job in jobs if job[0] not in results]
-        child = subprocess.run([sys.executable, "-W", "ignore", "-c", CHILD, json.dumps(remaining)], cwd=cwd,
-                               env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-        records = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
-        results.update((r["case"], r) for r in records if "outcome" in r)
-        if child.returncode != 0:
-            started = [r["case"] for r in records if "started" in r and r["case"] not in results]
-            assert started, f"the child failed before any case: {child.stderr[-2000:]}"
-            results[started[0]] = {"outcome": f"the process died (exit code {child.returncode})", "message": ""}
-    return results
-
-
 def test_forged_pickles_give_a_one_line_error_naming_the_file(tmp_path):
     jobs = []
     for case in FORGED_CASES:
@@ -136,7 +115,7 @@ def test_forged_pickles_give_a_one_line_error_naming_the_file(tmp_path):
             (folder / "freyfaces").mkdir(parents=True)
             (folder / freyfaces.FREYFACES_FILE).write_bytes(forged(case, protocol))
             jobs.append((f"{case} (protocol {protocol})", str(folder)))
-    results = run_in_children(jobs, cwd=tmp_path)
+    results = run_in_children(CHILD, jobs, cwd=tmp_path)
     wrong = []
     for case, folder in jobs:
         result, path = results[case], str(Path(folder) / freyfaces.FREYFACES_FILE)

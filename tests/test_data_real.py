@@ -11,7 +11,8 @@ import pytest
 
 from tests.data_helpers import isolated_data_dirs, sha256_checksum  # noqa: F401
 from vae_core import data, paths
-from vae_core.data import mnist_static
+from vae_core.data import caltech101, mnist_static
+from vae_core.errors import DatasetError
 
 # read at import: the autouse fixture hides $VAMPVIZ_DATA_DIR from the tests themselves
 
@@ -59,3 +60,24 @@ def test_real_static_mnist_is_larochelles_amat():
             text[:, 0::2] = rows + ord("0")
             text[:, -1] = ord("\n")
             assert sha256_checksum(text.tobytes()) == checksums[f"binarized_mnist_{split}.amat"]
+
+
+@pytest.mark.slow
+def test_real_caltech_file_damaged_is_a_dataset_error(tmp_path):
+    """The published Caltech .mat, truncated or with a bit flipped in its compressed data."""
+    source = Path(REAL_DATA_DIR or "/nonexistent") / caltech101.CALTECH101_FILE
+    if not source.exists():
+        pytest.skip(f"{caltech101.CALTECH101_FILE} is not under ${paths.DATA_DIR_ENV}")
+    raw, n = source.read_bytes(), source.stat().st_size
+    variants = [raw[:128], raw[: n // 2], raw[: n - 1]]
+    for position in (200, n // 3, n // 2, 2 * n // 3, n - 100):
+        flipped = bytearray(raw)
+        flipped[position] ^= 0x10
+        variants.append(bytes(flipped))
+    for index, variant in enumerate(variants):
+        root = tmp_path / str(index)
+        (root / caltech101.CALTECH101_FILE).parent.mkdir(parents=True)
+        (root / caltech101.CALTECH101_FILE).write_bytes(variant)
+        with pytest.raises(DatasetError) as info:
+            data.load_dataset("caltech101", root)
+        assert "\n" not in str(info.value) and str(root / caltech101.CALTECH101_FILE) in str(info.value)

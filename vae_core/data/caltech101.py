@@ -26,7 +26,7 @@ def _load_caltech101(root: Path) -> DatasetSplits:
     labels are 0-based class ids (the file's 1..101 minus one).
     """
     (path,) = locate("caltech101", root)
-    mat = read_mat(path, ("train_data", "val_data", "test_data"))
+    mat = read_mat(path, ("train_data", "val_data", "test_data"), ("train_labels", "val_labels", "test_labels"))
     splits, rng = {}, np.random.default_rng(SPLIT_SEED)
     for split, size in zip(("train", "val", "test"), CALTECH101_SPLIT):
         data, where = mat[f"{split}_data"], f"{path} '{split}_data'"

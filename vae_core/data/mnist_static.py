@@ -6,14 +6,12 @@ published `.amat` text files; `download` fetches the `.amat` files and converts 
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
 from .arrays import SPLIT_SEED, check_count, check_pixels, check_rows, row_major_images
-from .formats import read_amat, save_npz
+from .formats import read_amat, read_npz, save_npz
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
 MNIST_STATIC_SPLIT = (50_000, 10_000, 10_000)
@@ -31,11 +29,7 @@ def _load_mnist_static(root: Path) -> DatasetSplits:
     """
     paths = locate("mnist-static", root)
     if len(paths) == 1:
-        try:
-            with np.load(paths[0], allow_pickle=False) as npz:
-                arrays = [npz[k] for k in ("train", "valid", "test")]
-        except (OSError, ValueError, KeyError, zlib.error) as exc:
-            raise DatasetError(f"cannot read {paths[0]} (keys train/valid/test expected): {exc}") from None
+        arrays = list(read_npz(paths[0], ("train", "valid", "test")).values())
         sources = [f"{paths[0]} '{k}'" for k in ("train", "valid", "test")]
     else:
         arrays, sources = [read_amat(p) for p in paths], [str(p) for p in paths]

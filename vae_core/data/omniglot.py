@@ -9,7 +9,6 @@ is cached as an npz (next to the raw files, else in the cache folder).
 from __future__ import annotations
 
 import hashlib
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,12 @@ from ..paths import cache_dir
 from .arrays import (
     EVAL_BINARIZATION_SEED, SPLIT_SEED, binarize, check_count, check_pixels, column_major_images, split_indices,
 )  # fmt: skip
-from .formats import read_mat, save_npz
+from .formats import read_mat, read_npz, save_npz
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
 OMNIGLOT_SPLIT = (23_000, 1_345, 8_070)  # the last 1,345 of the shuffled 24,345 training images validate
 OMNIGLOT_CHARDATA = "omniglot/chardata.mat"
+CHARDATA_MAX_BYTES = 384 << 20  # IWAE's file holds ~220 MB of float64 arrays once inflated
 OMNIGLOT_RAW = ("omniglot_raw_105/images_background.npz", "omniglot_raw_105/images_evaluation.npz")
 OMNIGLOT_CACHE_NAME = "omniglot_28x28.npz"  # the derived 28x28 fallback images
 OMNIGLOT_CACHE_VERSION = "area-average-v1"
@@ -47,7 +47,8 @@ def _load_omniglot(root: Path) -> DatasetSplits:
     paths = locate("omniglot", root)
     n_train, n_val, n_test = OMNIGLOT_SPLIT
     if len(paths) == 1:
-        mat = read_mat(paths[0], ("data", "testdata"))
+        mat = read_mat(paths[0], ("data", "testdata"), ("target", "testtarget", "targetchar", "testtargetchar"),
+                       max_bytes=CHARDATA_MAX_BYTES)  # fmt: skip
         for k in ("data", "testdata"):
             check_pixels(mat[k], f"{paths[0]} '{k}'")
         pool, x_test = (column_major_images(mat[k].T, 28) for k in ("data", "testdata"))
@@ -112,13 +113,15 @@ def _raw_to_28(images: np.ndarray) -> np.ndarray:
 def _read_cache(cache: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached 28x28 images (uint8 ink coverage 0..225) and labels, if `cache` holds them for
     raw files with fingerprint `key`; None for a missing, stale, damaged or tampered cache."""
-    try:
-        with np.load(cache, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            images, labels = npz["images"], npz["labels"]
-    except (OSError, ValueError, KeyError, EOFError, zlib.error):
+    if not cache.is_file():
         return None
+    try:
+        arrays = read_npz(cache, ("key", "images", "labels"))
+    except DatasetError:
+        return None
+    if arrays["key"].dtype.kind != "U" or str(arrays["key"]) != key:
+        return None
+    images, labels = arrays["images"], arrays["labels"]
     good = (images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == (28, 28)
             and images.max(initial=0) <= 225 and labels.dtype == np.int64 and labels.shape == images.shape[:1])  # fmt: skip
     return (images, labels) if good else None
@@ -139,11 +142,8 @@ def _omniglot_from_raw(root: Path, paths: tuple[Path, ...]) -> tuple[np.ndarray,
             return cached[0].astype(np.float32)[:, None] / np.float32(225), cached[1]
     images, labels = [], []
     for p in paths:
-        try:
-            with np.load(p, allow_pickle=False) as npz:
-                raw, ids = npz["images"], npz["labels"]
-        except (OSError, ValueError, KeyError, zlib.error) as exc:
-            raise DatasetError(f"cannot read {p} (keys images/labels expected): {exc}") from None
+        arrays = read_npz(p, ("images", "labels"))
+        raw, ids = arrays["images"], arrays["labels"]
         if raw.dtype != bool or raw.shape[-2:] != (105, 105) or ids.dtype.kind not in "iu" or ids.shape != raw.shape[:-2]:
             raise DatasetError(f"{p}: expected bool images (..., 105, 105) with one label each")
         offset = max((int(previous.max()) + 1 for previous in labels), default=0)

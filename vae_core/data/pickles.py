@@ -202,7 +202,7 @@ def read_safe_pickle(path: str | Path, *, max_bytes: int = MAX_PICKLE_BYTES) -> 
     unpickler read past it.
     """
     path = Path(path)
-    raw = read_bytes(path, max_bytes, "pickle")
+    raw = read_bytes(path, max_bytes, "pickle file")
     try:
         return _resolve(_ArrayUnpickler(io.BytesIO(raw), max_bytes).load(), {})
     except _Refused as exc:
