@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.parse
 import urllib.request
 
 import numpy as np
 import pytest
 
 from tests.data_helpers import (  # noqa: F401
-    fake_urlopen, isolated_data_dirs, no_network, py2_pickle_of, sha256_checksum, use_plan,
+    FakeResponse, fake_urlopen, isolated_data_dirs, no_network, py2_pickle_of, sha256_checksum, use_plan,
 )  # fmt: skip
 from vae_core import data
 from vae_core.data import freyfaces, mnist
@@ -94,3 +95,61 @@ def test_file_checksum_kinds(tmp_path):
     assert data.file_checksum(tmp_path / "f", "sha256") == hashlib.sha256(raw).hexdigest()
     # what `git hash-object` prints
     assert data.file_checksum(tmp_path / "f", "git-blob") == hashlib.sha1(b"blob 16\0" + raw).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Size limits and https.
+
+
+def _one_file_plan(monkeypatch, urls, body: bytes, max_bytes: int):
+    remote = data.RemoteFile(freyfaces.FREYFACES_FILE, urls, sha256_checksum(body), max_bytes=max_bytes)
+    use_plan(monkeypatch, "freyfaces", data.DownloadPlan((remote,)))
+
+
+def test_download_refuses_an_announced_size_over_the_limit_before_writing(tmp_path, monkeypatch):
+    body = b"x" * 100
+    urls = ("https://big.example/f", "https://good.example/f")
+    _one_file_plan(monkeypatch, urls, body, max_bytes=100)
+    huge = FakeResponse(b"", headers={"Content-Length": str(10**12)})
+    opener = fake_urlopen({urls[0]: huge, urls[1]: body})
+    monkeypatch.setattr(urllib.request, "urlopen", opener)
+    data.download("freyfaces", tmp_path, log=lambda m: None)
+    assert opener.calls == list(urls)
+    assert (tmp_path / freyfaces.FREYFACES_FILE).read_bytes() == body
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Length": "10"}])  # no size announced, or a false one
+def test_download_stops_a_body_that_grows_past_the_limit(tmp_path, monkeypatch, headers):
+    url = "https://endless.example/f"
+    _one_file_plan(monkeypatch, (url,), b"x" * 100, max_bytes=100)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen({url: FakeResponse(b"x" * 5000, headers)}))
+    with pytest.raises(DatasetError, match="more than the 100 bytes") as info:
+        data.download("freyfaces", tmp_path, log=lambda m: None)
+    assert "\n" not in str(info.value)
+    assert os.listdir(tmp_path / "freyfaces") == []  # no partial or temporary file
+
+
+HTTP_ONLY_HOSTS = {"yann.lecun.com", "fashion-mnist.s3-website.eu-central-1.amazonaws.com"}
+
+
+def test_downloads_use_https_wherever_the_host_serves_it():
+    for name, spec in data.DATASETS.items():
+        for remote in spec.download.files if spec.download else ():
+            assert remote.urls[0].startswith("https://"), f"{name}: the first mirror of {remote.path} is not https"
+            for url in remote.urls:
+                host = urllib.parse.urlsplit(url).hostname
+                assert url.startswith("https://") or host in HTTP_ONLY_HOSTS, url
+            assert 0 < remote.max_bytes <= 512 << 20
+
+
+def test_every_dataset_file_has_a_size_limit_above_its_published_size():
+    published = {  # bytes, from the shared data README and the datasets' own listings
+        "freyfaces/freyfaces.pkl": 3_568_521,
+        "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat": 872_124,
+        "mnist/train-images-idx3-ubyte.gz": 9_912_422, "mnist/t10k-images-idx3-ubyte.gz": 1_648_877,
+        "fashion_mnist/train-images-idx3-ubyte.gz": 26_421_880, "fashion_mnist/t10k-images-idx3-ubyte.gz": 4_422_102,
+        "mnist_static/binarized_mnist_train.amat": 78_400_000,
+    }  # fmt: skip
+    limits = {r.path: r.max_bytes for spec in data.DATASETS.values() if spec.download for r in spec.download.files}
+    for path, size in published.items():
+        assert size < limits[path] <= 8 * max(size, 1 << 20), path

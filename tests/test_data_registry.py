@@ -102,7 +102,7 @@ def test_missing_fashion_mnist_images_with_labels_present(tmp_path):
         data.load_dataset("fashion-mnist", tmp_path)
     message = str(info.value)
     assert "train-images-idx3-ubyte.gz" in message
-    assert mnist.FASHION_MNIST_URL + "train-images-idx3-ubyte.gz" in message
+    assert mnist.FASHION_MNIST_MIRRORS[0] + "train-images-idx3-ubyte.gz" in message
 
 
 def test_missing_error_mentions_alternatives(tmp_path):

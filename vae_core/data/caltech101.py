@@ -61,6 +61,7 @@ SPEC = register(
                     CALTECH101_FILE,
                     ("https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat",),
                     "sha256:eb6735e8d84b1850fabc5590124aab1755e90c9fd28123585324398405e1e42a",
+                    max_bytes=4 << 20,  # the file has 872,124 bytes
                 ),
             )
         ),

@@ -1,8 +1,9 @@
 """Downloading a dataset's files (`download`) and checking them against their published checksums.
 
 Each file streams from the first mirror that works into a temporary file next to its target, is
-checked against its checksum, and only then renamed into place (`files.atomic_writer`); a failed
-or tampered download leaves nothing behind.
+checked against its checksum, and only then renamed into place (`files.atomic_writer`); a failed,
+tampered or oversized download (more than the file's `max_bytes`, whether the server announces it
+or just keeps sending) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -55,19 +56,35 @@ class _Rejected(Exception):
     """A mirror's bytes are not the file's (wrong checksum); the next mirror is tried."""
 
 
+def _announced_size(response) -> int | None:
+    """The Content-Length a server sent, if any."""
+    headers = getattr(response, "headers", None)
+    try:
+        return int(headers.get("Content-Length")) if headers is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _fetch_one(url: str, remote: RemoteFile, target: Path) -> str:
-    """Stream url into target (atomically); returns the checksum kind verified."""
+    """Stream url into target (atomically), at most `remote.max_bytes` of it; returns the
+    checksum kind verified."""
     kind, expected = remote.checksum.split(":", 1)
+    too_big = f"more than the {remote.max_bytes:,} bytes this file may have"
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    with files.atomic_writer(target) as out:
-        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        announced = _announced_size(response)
+        if announced is not None and announced > remote.max_bytes:
+            raise _Rejected(f"the server announces {announced:,} bytes, {too_big}")
+        with files.atomic_writer(target) as out:
+            while chunk := response.read(CHUNK_BYTES):
+                if out.tell() + len(chunk) > remote.max_bytes:
+                    raise _Rejected(f"the server sent {too_big}")
                 out.write(chunk)
-        size = out.tell()
-        out.seek(0)
-        actual = _digest(out, kind, size)
-        if actual != expected.lower():
-            raise _Rejected(f"checksum mismatch ({kind} {actual}, expected {expected})")
+            size = out.tell()
+            out.seek(0)
+            actual = _digest(out, kind, size)
+            if actual != expected.lower():
+                raise _Rejected(f"checksum mismatch ({kind} {actual}, expected {expected})")
     return kind
 
 

@@ -18,8 +18,15 @@ from .formats import read_idx
 from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, locate, register
 
 MNIST_SPLIT = (50_000, 10_000, 10_000)  # train = first 50,000 of the 60,000, val = last 10,000
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+# https mirrors first; LeCun's site and the bucket's website endpoint serve http only (checksums guard them)
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                 "http://yann.lecun.com/exdb/mnist/")  # fmt: skip
+FASHION_MNIST_MIRRORS = (
+    "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+)
+MIB = 1 << 20
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")  # fmt: skip
 # the canonical training images, rebuilt losslessly and re-gzipped (see the shared data README)
@@ -56,10 +63,11 @@ def _load_idx_dataset(name: str, root: Path) -> DatasetSplits:
     )
 
 
-def _idx_plan(folder: str, mirrors: tuple[str, ...], md5s: tuple[str, ...]) -> DownloadPlan:
-    return DownloadPlan(
-        tuple(RemoteFile(f"{folder}/{f}", tuple(m + f for m in mirrors), f"md5:{md5}") for f, md5 in zip(IDX_FILES, md5s))
-    )
+def _idx_plan(folder: str, mirrors: tuple[str, ...], md5s: tuple[str, ...], limits: tuple[int, ...]) -> DownloadPlan:
+    return DownloadPlan(tuple(
+        RemoteFile(f"{folder}/{f}", tuple(m + f for m in mirrors), f"md5:{md5}", max_bytes=limit)
+        for f, md5, limit in zip(IDX_FILES, md5s, limits)
+    ))  # fmt: skip
 
 
 MNIST = register(
@@ -78,7 +86,7 @@ MNIST = register(
         download=_idx_plan("mnist", MNIST_MIRRORS, (
             "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c",
-        )),  # fmt: skip
+        ), (32 * MIB, MIB, 8 * MIB, MIB)),  # the files have 9.9 MB, 29 kB, 1.6 MB, 4.5 kB  # fmt: skip
     )
 )
 
@@ -94,9 +102,9 @@ FASHION_MNIST = register(
         dynamic_binarization=True,
         description="Fashion-MNIST (not in the paper) binarised dynamically, 50,000 / 10,000 / 10,000",
         files=tuple(f"fashion_mnist/{f}" for f in IDX_FILES),
-        download=_idx_plan("fashion_mnist", (FASHION_MNIST_URL,), (
+        download=_idx_plan("fashion_mnist", FASHION_MNIST_MIRRORS, (
             "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
-        )),  # fmt: skip
+        ), (64 * MIB, MIB, 16 * MIB, MIB)),  # the files have 26 MB, 30 kB, 4.4 MB, 5 kB  # fmt: skip
     )
 )

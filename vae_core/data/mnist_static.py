@@ -18,7 +18,7 @@ MNIST_STATIC_SPLIT = (50_000, 10_000, 10_000)
 MNIST_STATIC_FOLDER = "mnist_static"
 MNIST_STATIC_NPZ = f"{MNIST_STATIC_FOLDER}/binarized_mnist_static.npz"
 MNIST_STATIC_AMAT = tuple(f"{MNIST_STATIC_FOLDER}/binarized_mnist_{s}.amat" for s in ("train", "valid", "test"))
-LAROCHELLE_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+LAROCHELLE_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 
 
 def _load_mnist_static(root: Path) -> DatasetSplits:
@@ -64,14 +64,15 @@ SPEC = register(
         alternative_files=(MNIST_STATIC_AMAT,),
         download=DownloadPlan(
             files=tuple(
-                RemoteFile(path, (LAROCHELLE_URL + Path(path).name,), checksum)
-                for path, checksum in zip(
+                RemoteFile(path, (LAROCHELLE_URL + Path(path).name,), checksum, max_bytes=limit)
+                for path, checksum, limit in zip(
                     MNIST_STATIC_AMAT,
                     (  # sha256 as listed by tensorflow_datasets for these URLs
                         "sha256:ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
                         "sha256:1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
                         "sha256:e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
                     ),
+                    (128 << 20, 32 << 20, 32 << 20),  # the files have 78.4 MB, 15.7 MB, 15.7 MB
                 )
             ),
             convert=_convert_amat_to_npz,

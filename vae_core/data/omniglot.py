@@ -179,6 +179,7 @@ SPEC = register(
                     OMNIGLOT_CHARDATA,
                     ("https://raw.githubusercontent.com/yburda/iwae/master/datasets/OMNIGLOT/chardata.mat",),
                     "git-blob:016a3536ffe5e1d38e42563a18d7a78bfaf643ec",  # the blob in yburda/iwae
+                    max_bytes=CHARDATA_MAX_BYTES,
                 ),
             )
         ),

@@ -18,6 +18,7 @@ from ..errors import DatasetError
 from ..paths import DATA_DIR_ENV, data_dir
 
 DOWNLOAD_COMMAND = "python -m vae_core download"
+DEFAULT_MAX_DOWNLOAD_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,14 @@ class DatasetSplits:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One downloadable file: where it goes under the data directory, its mirrors, its checksum."""
+    """One downloadable file: where it goes under the data directory, its mirrors (https first;
+    an http mirror only for a host that serves nothing else), its checksum, and the most bytes a
+    mirror may send for it (a response larger than that is refused, announced or not)."""
 
     path: str  # relative to the data directory, e.g. "freyfaces/freyfaces.pkl"
     urls: tuple[str, ...]  # mirrors, tried in order
     checksum: str  # "md5:<hex>", "sha256:<hex>" or "git-blob:<hex>" (the file's git blob SHA-1)
+    max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
 
 
 @dataclass(frozen=True)
