@@ -57,10 +57,10 @@ def test_caltech101_wrong_size(tmp_path):
 def test_caltech101_bad_pixels_name_the_file(tmp_path, monkeypatch, bad, expected):
     monkeypatch.setattr(caltech101, "CALTECH101_SPLIT", (5, 3, 4))
     write_caltech(tmp_path)
-    contents = scipy.io.loadmat(tmp_path / caltech101.CALTECH101_FILE)
-    val = contents["val_data"].astype(np.float64)
-    val[1, 100] = bad
-    scipy.io.savemat(tmp_path / caltech101.CALTECH101_FILE, {k: v for k, v in contents.items() if not k.startswith("__")} | {"val_data": val})
+    contents = {k: v for k, v in scipy.io.loadmat(tmp_path / caltech101.CALTECH101_FILE).items() if k[0] != "_"}
+    contents["val_data"] = contents["val_data"].astype(np.float64)
+    contents["val_data"][1, 100] = bad
+    scipy.io.savemat(tmp_path / caltech101.CALTECH101_FILE, contents)
     with pytest.raises(DatasetError, match=expected) as info:
         data.load_dataset("caltech101", tmp_path)
     assert str(tmp_path / caltech101.CALTECH101_FILE) in str(info.value) and "val_data" in str(info.value)

@@ -74,8 +74,8 @@ def valid_files(folder: Path) -> dict[str, tuple[str, Path]]:
 def damaged(raw: bytes, seed: int) -> dict[str, bytes]:
     """kind-of-damage: bytes, for one file."""
     n, rng = len(raw), np.random.default_rng(seed)
-    variants = {f"truncated at {k}": raw[:k] for k in sorted({0, 1, 2, 3, 4, 8, 16, 64, 130, n // 4, n // 2,
-                                                             3 * n // 4, n - 9, n - 2, n - 1}) if 0 <= k < n}  # fmt: skip
+    cuts = {0, 1, 2, 3, 4, 8, 16, 64, 130, n // 4, n // 2, 3 * n // 4, n - 9, n - 2, n - 1}
+    variants = {f"truncated at {k}": raw[:k] for k in sorted(cuts) if 0 <= k < n}
     positions = [*rng.integers(0, min(n, 256), 12), *rng.integers(0, n, 12)]
     for position in positions:
         flipped = bytearray(raw)
@@ -164,7 +164,8 @@ def _mat_bomb(path: Path, dims: tuple[int, int], nbytes: int) -> None:
         body.append(deflater.compress(bytes(min(1 << 20, nbytes - start))))
     body.append(deflater.flush())
     compressed = b"".join(body)
-    header = b"MATLAB 5.0 MAT-file, written by the vampviz tests".ljust(116) + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    text = b"MATLAB 5.0 MAT-file, written by the vampviz tests".ljust(116)
+    header = text + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"  # no subsystem data, version 1, little-endian
     path.write_bytes(header + tag(15, len(compressed)) + compressed)
 
 

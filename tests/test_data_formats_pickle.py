@@ -10,7 +10,6 @@ that a crash fails one test instead of ending the suite.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import warnings

@@ -19,18 +19,24 @@ plus Fashion-MNIST) read files from the data directory (`resolve_data_dir`), one
 
 Loading never downloads: a missing file raises a one-line `DatasetError` that says where the file
 belongs and how to get it. `download(name, data_dir)` fetches a dataset's files from their public
-URLs, checks each file's checksum and only then moves it into place.
+URLs (https first, each response capped in size), checks each file's checksum and only then moves
+it into place.
 
-Modules: `registry` (specs, splits, `load_dataset`), `arrays` (seeded splits, binarisation),
-`formats` and `pickles` (file readers), `downloads`, and one module per dataset; adding a dataset is one new
-module that calls `register`, imported below.
+Dataset files cannot hurt the user: a damaged or forged file (truncated, bit-flipped, a zip bomb,
+a header declaring huge sizes, a pickle asking numpy for object arrays) ends in a one-line
+`DatasetError` naming it, and `load_dataset` checks every split (float32, finite, in [0, 1], the
+spec's shape, not empty) before any of it reaches training.
+
+Modules: `registry` (specs, splits, `load_dataset`), `arrays` (seeded splits, binarisation, pixel
+checks), `formats` and `pickles` (file readers), `downloads`, and one module per dataset; adding a
+dataset is one new module that calls `register`, imported below.
 """
 
+from ..errors import DatasetError
 from .arrays import EVAL_BINARIZATION_SEED, SPLIT_SEED, binarize, split_indices
 from .downloads import checksum_ok, download, file_checksum
-from .formats import read_amat, read_idx, read_mat, save_npz
+from .formats import read_amat, read_idx, read_mat, read_npz, save_npz
 from .pickles import read_safe_pickle
-from ..errors import DatasetError
 from .registry import (
     DATASETS,
     DatasetSpec,
@@ -46,8 +52,8 @@ from .registry import (
 from . import digits, mnist_static, mnist, omniglot, caltech101, freyfaces  # noqa: E402,F401  (they register)
 
 __all__ = [
-    "DATASETS", "DatasetError", "DatasetSpec", "DatasetSplits", "DownloadPlan", "EVAL_BINARIZATION_SEED", "RemoteFile",
-    "SPLIT_SEED", "binarize", "checksum_ok", "download", "file_checksum", "get_spec", "load_dataset",
-    "read_amat", "read_idx", "read_mat", "read_safe_pickle", "register", "resolve_data_dir", "save_npz",
-    "split_indices",
+    "DATASETS", "DatasetError", "DatasetSpec", "DatasetSplits", "DownloadPlan", "EVAL_BINARIZATION_SEED",
+    "RemoteFile", "SPLIT_SEED", "binarize", "checksum_ok", "download", "file_checksum", "get_spec",
+    "load_dataset", "read_amat", "read_idx", "read_mat", "read_npz", "read_safe_pickle", "register",
+    "resolve_data_dir", "save_npz", "split_indices",
 ]  # fmt: skip

@@ -88,7 +88,8 @@ def read_idx(path: str | Path, *, max_bytes: int = MAX_ARRAY_BYTES) -> np.ndarra
             dims = struct.unpack(f">{ndim}I", header)
             nbytes = math.prod(dims) * dtype.itemsize
             if nbytes > max_bytes:
-                raise DatasetError(f"idx file {path}: its header declares {dims} ({nbytes:,} bytes), more than {max_bytes:,}")
+                raise DatasetError(f"idx file {path}: its header declares {dims} ({nbytes:,} bytes), "
+                                   f"more than {max_bytes:,}")  # fmt: skip
             payload = _read_up_to(f, nbytes)
             trailing = f.read(1)
     if len(payload) != nbytes or trailing:

@@ -22,6 +22,7 @@ from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, loca
 
 FREYFACES_SPLIT = (1_565, 200, 200)
 FREYFACES_FILE = "freyfaces/freyfaces.pkl"
+FREYFACES_URL = "https://raw.githubusercontent.com/jmtomczak/vae_vampprior/master/datasets/Freyfaces/freyfaces.pkl"
 FREYFACES_MAX_BYTES = 16 << 20  # the published pickle has 3,568,521 bytes
 
 
@@ -65,7 +66,7 @@ SPEC = register(
             (
                 RemoteFile(
                     FREYFACES_FILE,
-                    ("https://raw.githubusercontent.com/jmtomczak/vae_vampprior/master/datasets/Freyfaces/freyfaces.pkl",),
+                    (FREYFACES_URL,),
                     "sha256:3b69410c6a5fd6e03f09012905168be3712373a094a776f7e58fcd0670d2138a",
                     max_bytes=FREYFACES_MAX_BYTES,
                 ),

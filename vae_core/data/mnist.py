@@ -19,8 +19,11 @@ from .registry import DatasetSpec, DatasetSplits, DownloadPlan, RemoteFile, loca
 
 MNIST_SPLIT = (50_000, 10_000, 10_000)  # train = first 50,000 of the 60,000, val = last 10,000
 # https mirrors first; LeCun's site and the bucket's website endpoint serve http only (checksums guard them)
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/",
-                 "http://yann.lecun.com/exdb/mnist/")  # fmt: skip
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
 FASHION_MNIST_MIRRORS = (
     "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",

@@ -123,7 +123,8 @@ def _read_cache(cache: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     images, labels = arrays["images"], arrays["labels"]
     good = (images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == (28, 28)
-            and images.max(initial=0) <= 225 and labels.dtype == np.int64 and labels.shape == images.shape[:1])  # fmt: skip
+            and images.max(initial=0) <= 225
+            and labels.dtype == np.int64 and labels.shape == images.shape[:1])  # fmt: skip
     return (images, labels) if good else None
 
 
@@ -144,7 +145,8 @@ def _omniglot_from_raw(root: Path, paths: tuple[Path, ...]) -> tuple[np.ndarray,
     for p in paths:
         arrays = read_npz(p, ("images", "labels"))
         raw, ids = arrays["images"], arrays["labels"]
-        if raw.dtype != bool or raw.shape[-2:] != (105, 105) or ids.dtype.kind not in "iu" or ids.shape != raw.shape[:-2]:
+        if (raw.dtype != bool or raw.shape[-2:] != (105, 105)
+                or ids.dtype.kind not in "iu" or ids.shape != raw.shape[:-2]):  # fmt: skip
             raise DatasetError(f"{p}: expected bool images (..., 105, 105) with one label each")
         offset = max((int(previous.max()) + 1 for previous in labels), default=0)
         images.append(_raw_to_28(raw.reshape(-1, 105, 105)))

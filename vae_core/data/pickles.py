@@ -39,7 +39,8 @@ class _DtypeRecipe:
 
     def __new__(cls, typestr=None, align=False, copy=True):  # __new__: protocol 2's NEWOBJ skips __init__
         if not isinstance(typestr, str) or not _PLAIN_DTYPE.fullmatch(typestr):
-            raise _Refused(f"refusing to build an array of dtype {_short(typestr)}: only bool, int, uint and float are allowed")
+            raise _Refused(f"refusing to build an array of dtype {_short(typestr)}: "
+                           "only bool, int, uint and float are allowed")  # fmt: skip
         recipe = super().__new__(cls)
         recipe.dtype, recipe.has_state = np.dtype(typestr), False
         return recipe
@@ -145,7 +146,8 @@ class _ArrayUnpickler(pickle.Unpickler):
             raise _Refused(f"refusing an array of order {_short(order)}")
         count, itemsize = math.prod(shape), dtype.dtype.itemsize
         if count * itemsize != len(raw):
-            raise _Refused(f"refusing an array of shape {_short(shape)} ({count * itemsize:,} bytes) from {len(raw):,} bytes")
+            raise _Refused(f"refusing an array of shape {_short(shape)} ({count * itemsize:,} bytes) "
+                           f"from {len(raw):,} bytes")  # fmt: skip
         self._spend(len(raw))
         flat = np.frombuffer(raw, dtype.dtype, count=count) if count else np.empty(0, dtype.dtype)
         return flat.reshape(shape, order=order).astype(dtype.dtype.newbyteorder("="), order="C")
