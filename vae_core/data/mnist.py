@@ -66,48 +66,34 @@ def _load_idx_dataset(name: str, root: Path) -> DatasetSplits:
     )
 
 
-def _idx_plan(folder: str, mirrors: tuple[str, ...], md5s: tuple[str, ...], limits: tuple[int, ...]) -> DownloadPlan:
-    return DownloadPlan(tuple(
+def _idx_spec(name: str, folder: str, description: str, mirrors: tuple[str, ...], md5s: tuple[str, ...],
+              limits: tuple[int, ...], alternative_files: tuple[tuple[str, ...], ...] = ()) -> DatasetSpec:
+    """A grey MNIST-format dataset in `folder`: the paper's dynamic-MNIST settings, the four idx
+    files fetched from `mirrors` with their md5s and size limits."""
+    plan = DownloadPlan(tuple(
         RemoteFile(f"{folder}/{f}", tuple(m + f for m in mirrors), f"md5:{md5}", max_bytes=limit)
         for f, md5, limit in zip(IDX_FILES, md5s, limits)
     ))  # fmt: skip
+    return register(DatasetSpec(
+        name=name, input_shape=(1, 28, 28), input_type="binary", likelihood="bernoulli",
+        pseudo_init_mean=0.05, pseudo_init_std=0.01, loader=functools.partial(_load_idx_dataset, name),
+        dynamic_binarization=True, description=description, files=tuple(f"{folder}/{f}" for f in IDX_FILES),
+        alternative_files=alternative_files, download=plan,
+    ))  # fmt: skip
 
 
-MNIST = register(
-    DatasetSpec(
-        name="mnist",
-        input_shape=(1, 28, 28),
-        input_type="binary",
-        likelihood="bernoulli",
-        pseudo_init_mean=0.05,
-        pseudo_init_std=0.01,
-        loader=functools.partial(_load_idx_dataset, "mnist"),
-        dynamic_binarization=True,
-        description="MNIST binarised dynamically, 50,000 / 10,000 / 10,000",
-        files=tuple(f"mnist/{f}" for f in IDX_FILES),
-        alternative_files=((MNIST_REBUILT_TRAIN, *(f"mnist/{f}" for f in IDX_FILES[1:])),),
-        download=_idx_plan("mnist", MNIST_MIRRORS, (
-            "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-            "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c",
-        ), (32 * MIB, MIB, 8 * MIB, MIB)),  # the files have 9.9 MB, 29 kB, 1.6 MB, 4.5 kB  # fmt: skip
-    )
-)
+MNIST = _idx_spec(
+    "mnist", "mnist", "MNIST binarised dynamically, 50,000 / 10,000 / 10,000", MNIST_MIRRORS,
+    ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+     "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+    (32 * MIB, MIB, 8 * MIB, MIB),  # the files have 9.9 MB, 29 kB, 1.6 MB, 4.5 kB
+    alternative_files=((MNIST_REBUILT_TRAIN, *(f"mnist/{f}" for f in IDX_FILES[1:])),),
+)  # fmt: skip
 
-FASHION_MNIST = register(
-    DatasetSpec(
-        name="fashion-mnist",
-        input_shape=(1, 28, 28),
-        input_type="binary",
-        likelihood="bernoulli",
-        pseudo_init_mean=0.05,
-        pseudo_init_std=0.01,
-        loader=functools.partial(_load_idx_dataset, "fashion-mnist"),
-        dynamic_binarization=True,
-        description="Fashion-MNIST (not in the paper) binarised dynamically, 50,000 / 10,000 / 10,000",
-        files=tuple(f"fashion_mnist/{f}" for f in IDX_FILES),
-        download=_idx_plan("fashion_mnist", FASHION_MNIST_MIRRORS, (
-            "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-            "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
-        ), (64 * MIB, MIB, 16 * MIB, MIB)),  # the files have 26 MB, 30 kB, 4.4 MB, 5 kB  # fmt: skip
-    )
-)
+FASHION_MNIST = _idx_spec(
+    "fashion-mnist", "fashion_mnist",
+    "Fashion-MNIST (not in the paper) binarised dynamically, 50,000 / 10,000 / 10,000", FASHION_MNIST_MIRRORS,
+    ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+     "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+    (64 * MIB, MIB, 16 * MIB, MIB),  # the files have 26 MB, 30 kB, 4.4 MB, 5 kB
+)  # fmt: skip
