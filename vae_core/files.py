@@ -1,4 +1,5 @@
 """Atomic file writes: a temporary file in the target's folder, fsync, rename, fsync the folder.
+Also whether a folder may be written at all.
 
 A crash or a kill at any moment leaves either the previous version of a file or the new one,
 never a mixture; the folder's fsync makes the rename itself survive a power cut.
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -26,15 +30,17 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` atomically (see the module docstring)."""
+@contextmanager
+def atomic_writer(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A binary file (open for writing and reading back) whose contents replace `path` atomically
+    when the block ends; if the block raises, `path` is left as it was and nothing stays behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(handle, mode)  # mkstemp creates 0600; checkpoints and data are meant to be shared
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
+        with os.fdopen(handle, "w+b") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -44,6 +50,25 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None
     fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `path` atomically (see the module docstring)."""
+    with atomic_writer(path, mode) as f:
+        f.write(data)
+
+
 def atomic_write_json(path: str | Path, data) -> None:
     """`data` as indented JSON, written atomically."""
     atomic_write_bytes(path, (json.dumps(data, indent=2, allow_nan=True) + "\n").encode())
+
+
+def is_writable(folder: str | Path) -> bool:
+    """Whether `folder`, or the nearest existing folder above it, may be written. A folder whose
+    permission bits deny writing counts as read-only even for root (like a shared data folder)."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    try:
+        mode = existing.stat().st_mode
+    except OSError:
+        return False
+    writable_bits = mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    return stat.S_ISDIR(mode) and bool(writable_bits) and os.access(existing, os.W_OK)
