@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,8 +218,8 @@ def small_vampprior() -> ModelConfig:
 
 
 def settings(device: str, **overrides) -> TrainConfig:
-    values = dict(epochs=2, batch_size=100, lr=3e-3, warmup=0, patience=100, seed=0, device=device,
-                  normalize_gradients=True)
+    values = {"epochs": 2, "batch_size": 100, "lr": 3e-3, "warmup": 0, "patience": 100, "seed": 0, "device": device,
+              "normalize_gradients": True}
     return TrainConfig(**(values | overrides))
 
 
