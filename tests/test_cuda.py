@@ -365,7 +365,7 @@ def test_float32_matmuls_on_cuda_are_ieee_float32():
     a, b = torch.randn(256, 512, generator=generator), torch.randn(512, 256, generator=generator)
     product = (a.cuda() @ b.cuda()).cpu().double()
     reference = a.double() @ b.double()
-    assert ((product - reference).norm() / reference.norm()).item() < 1e-6
+    assert ((product - reference).norm() / reference.norm()).item() < 1e-5  # float32: ~2e-7, TF32: ~8e-4
 
 
 def _one_posterior(k: int, d: int, generator: torch.Generator, spread: float):
