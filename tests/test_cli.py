@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -20,6 +22,19 @@ from vae_core.locking import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "16", "--latent-dim", "3", "--latent-dim-z1", "2", "-K", "5", "--device", "cpu"]
+
+
+@contextlib.contextmanager
+def held_lock(folder: Path, pid: int):
+    """`folder`'s lock file held (flock on a descriptor of its own, as another process would),
+    its text naming `pid`."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{pid} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -178,8 +193,8 @@ def test_train_refuses_an_existing_checkpoint(trained, capsys):
 def test_train_refuses_a_folder_another_live_process_trains_into(tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()
-    (out / LOCK_FILE).write_text(f"{os.getppid()} {socket.gethostname()}\n")  # our parent is alive
-    code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
+    with held_lock(out, os.getppid()):
+        code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
     assert_one_line_error(code, err, f"process {os.getppid()}", LOCK_FILE)
     assert not (out / "config.json").exists()
 
