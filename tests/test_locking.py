@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from vae_core import checkpoint as ckpt
 from vae_core.locking import LOCK_FILE, FolderLocked, acquire_lock, lock_holder, release_lock, training_lock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +147,20 @@ def test_release_of_a_lock_not_held_is_a_no_op(tmp_path):
     path = stale_lock(tmp_path / "run")
     release_lock(path)
     assert path.exists()
+
+
+def test_checkpoint_state_follows_the_lock(tmp_path, build, make_config):
+    """No weights yet: "training" while a trainer holds the lock, "incomplete" otherwise."""
+    config = make_config()
+    out = tmp_path / "run"
+    ckpt.write_config(out, config, {})
+    assert ckpt.read_info(out).state == "incomplete"
+    with training_lock(out):
+        assert ckpt.read_info(out).state == "training"
+    stale_lock(out)
+    assert ckpt.read_info(out).state == "incomplete"
+    ckpt.save_weights(out, build(config))
+    assert ckpt.read_info(out).state == "ready"
 
 
 def test_a_lock_is_released_however_the_block_ends(tmp_path):
