@@ -47,3 +47,21 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> None
 def atomic_write_json(path: str | Path, data) -> None:
     """`data` as indented JSON, written atomically."""
     atomic_write_bytes(path, (json.dumps(data, indent=2, allow_nan=True) + "\n").encode())
+
+
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why files cannot be created in `folder` (made with its parents if missing), or None if they can.
+
+    Checked before anything is written, so a bad output path fails with one line and leaves nothing
+    behind: the nearest existing ancestor must be a folder this process may write into."""
+    folder = Path(folder)
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+    else:
+        return None
+    if not candidate.is_dir():
+        return f"{candidate} is a file, not a folder"
+    if not os.access(candidate, os.W_OK | os.X_OK):
+        return f"{candidate} is not writable"
+    return None
