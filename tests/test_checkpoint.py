@@ -544,22 +544,29 @@ def test_an_integer_of_thousands_of_digits_is_a_checkpoint_error(saved):
     assert "config.json" in error_message(ckpt.load, path)
 
 
-@pytest.mark.parametrize("history, words", [
-    ({"epoch": 1}, "list of epoch records"),
-    ("epochs", "list of epoch records"),
-    ([{"epoch": 1}, 3], "record 2"),
-    ([[1, 2]], "record 1"),
-    ([{"epoch": 1, "val_loss": "low"}], "val_loss"),
-    ([{"epoch": 1, "val_loss": True}], "val_loss"),
-    ([{"epoch": 1, "val_loss": [40.0]}], "val_loss"),
-    ([{"epoch": 1, "active_units": 3}], "active_units"),
-    ([{"epoch": 1, "active_units": {"z": 2.5}}], "active_units"),
+@pytest.mark.parametrize("name, content, words", [
+    (ckpt.HISTORY_FILE, {"epoch": 1}, "list of epoch records"),
+    (ckpt.HISTORY_FILE, "epochs", "list of epoch records"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1}, 3], "record 2"),
+    (ckpt.HISTORY_FILE, [[1, 2]], "record 1"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": "low"}], "val_loss"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": True}], "val_loss"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": [40.0]}], "val_loss"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": 3}], "active_units"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": {"z": 2.5}}], "active_units"),
+    (ckpt.METRICS_FILE, [1, 2], "JSON object"),
+    (ckpt.METRICS_FILE, "good", "JSON object"),
+    (ckpt.METRICS_FILE, {"log_likelihood": "high"}, "log_likelihood"),
+    (ckpt.METRICS_FILE, {"active_units": [3]}, "active_units"),
+    (ckpt.METRICS_FILE, {"decoder_entropy": {"prior": "x"}}, "decoder_entropy"),
+    (ckpt.METRICS_FILE, {"unit_activity": {"z": [0.1, "x"]}}, "unit_activity"),
+    (ckpt.METRICS_FILE, {"log_likelihood_per_point": {"a": 1}}, "log_likelihood_per_point"),
 ])
-def test_a_history_of_the_wrong_shape_is_a_checkpoint_error(saved, history, words):
+def test_history_or_metrics_of_the_wrong_shape_are_a_checkpoint_error(saved, name, content, words):
     path, _, _ = saved()
-    atomic_write_json(path / ckpt.HISTORY_FILE, history)
+    atomic_write_json(path / name, content)
     message = error_message(ckpt.read_info, path)
-    assert "history.json" in message and words in message
+    assert name in message and words in message
 
 
 def test_a_history_of_numbers_nulls_and_unit_counts_is_accepted(saved):
@@ -567,22 +574,6 @@ def test_a_history_of_numbers_nulls_and_unit_counts_is_accepted(saved):
     history = [{"epoch": 1, "val_loss": 40.0, "seconds": None, "beta": float("inf"), "active_units": {"z": 3}}]
     atomic_write_json(path / ckpt.HISTORY_FILE, history)
     assert ckpt.read_info(path).history == history
-
-
-@pytest.mark.parametrize("metrics, words", [
-    ([1, 2], "JSON object"),
-    ("good", "JSON object"),
-    ({"log_likelihood": "high"}, "log_likelihood"),
-    ({"active_units": [3]}, "active_units"),
-    ({"decoder_entropy": {"prior": "x"}}, "decoder_entropy"),
-    ({"unit_activity": {"z": [0.1, "x"]}}, "unit_activity"),
-    ({"log_likelihood_per_point": {"a": 1}}, "log_likelihood_per_point"),
-])
-def test_metrics_of_the_wrong_shape_are_a_checkpoint_error(saved, metrics, words):
-    path, _, _ = saved()
-    atomic_write_json(path / ckpt.METRICS_FILE, metrics)
-    message = error_message(ckpt.read_info, path)
-    assert "metrics.json" in message and words in message
 
 
 def test_metrics_with_an_undefined_standard_error_are_accepted(saved):

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_checkpoint import rewrite_header
 
 from vae_core import cli
 from vae_core.locking import LOCK_FILE
@@ -433,15 +433,8 @@ def test_sample_into_a_read_only_folder(trained, tmp_path, capsys):
 def test_an_unknown_safetensors_dtype_is_one_line(trained, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(trained, broken)
-    weights = broken / "model.safetensors"
-    data = weights.read_bytes()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + length])
-    name = next(k for k in header if k != "__metadata__")
-    header[name]["dtype"] = "F8_E8M0"
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    weights.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
+    rewrite_header(broken / "model.safetensors",
+                   lambda header: header[next(k for k in header if k != "__metadata__")].update(dtype="F8_E8M0"))
     for command in (["evaluate", broken, "--samples", "2"], ["sample", broken, "--out", tmp_path / "x.png"],
                     ["info", broken]):
         code, _, err = run(command, capsys)
