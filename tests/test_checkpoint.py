@@ -7,6 +7,7 @@ import builtins
 import json
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,212 @@ def test_optimizer_state_round_trips_through_tensors_and_json(build, tmp_path):
     for index, entries in original["state"].items():
         for name, value in entries.items():
             assert torch.equal(restored["state"][index][name], value)
+
+
+# --------------------------------------------------------------------------------------------
+# The safetensors header, checked before anything is built
+
+
+def rewrite_header(path: Path, edit) -> None:
+    """Apply `edit` to a safetensors file's JSON header in place (the data is kept as it is)."""
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    header = edit(header) or header
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + length :])
+
+
+def test_a_config_asking_for_huge_sizes_fails_before_a_real_model_is_built(saved, monkeypatch):
+    """A config.json edited to ask for thousands of hidden units and components is refused from the
+    weights' header, comparing against a model on the meta device: nothing real is allocated."""
+    path, _, _ = saved()
+    payload = config_payload(path)
+    write_config(path, payload | {"model": payload["model"] | {"hidden": 8192, "components": 65536}})
+    real_builds = []
+    original = ckpt.build_model
+
+    def spying_build(config, *args, **kwargs):
+        if torch.get_default_device().type != "meta":
+            real_builds.append(config.hidden)
+            if config.hidden > 1000:  # do not let a failing loader allocate gigabytes
+                raise AssertionError("a real model was built from a config that does not match its weights")
+        return original(config, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "build_model", spying_build)
+    message = error_message(ckpt.load, path)
+    assert "model.safetensors" in message and "shape" in message
+    assert real_builds == []
+
+
+def test_float16_weights_are_cast_to_float32(saved):
+    path, model, _ = saved()
+    half = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    save_file(half, path / ckpt.WEIGHTS_FILE)
+    loaded = ckpt.load(path)
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.dtype == torch.float32, name
+        assert torch.equal(tensor, half[name].float()), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int32, torch.bfloat16])
+def test_weights_of_another_dtype_are_refused(saved, dtype):
+    path, model, _ = saved()
+    save_file({k: v.to(dtype).contiguous() for k, v in model.state_dict().items()}, path / ckpt.WEIGHTS_FILE)
+    message = error_message(ckpt.load, path)
+    assert "model.safetensors" in message and "F16 or F32" in message
+
+
+@pytest.mark.parametrize("dtype", ["F4", "F8_E8M0", "Q9", 7])
+def test_an_unknown_dtype_is_a_checkpoint_error(saved, dtype):
+    path, _, _ = saved()
+
+    def edit(header):
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["dtype"] = dtype
+
+    rewrite_header(path / ckpt.WEIGHTS_FILE, edit)
+    message = error_message(ckpt.load, path)
+    assert "model.safetensors" in message and "dtype" in message
+    assert "model.safetensors" in error_message(ckpt.read_info, path)
+
+
+def test_a_header_claiming_a_huge_tensor_is_refused_without_allocating(saved):
+    path, _, _ = saved()
+
+    def edit(header):
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["shape"] = [100_000, 100_000]
+        header[name]["data_offsets"] = [0, 4 * 10**10]
+
+    rewrite_header(path / ckpt.WEIGHTS_FILE, edit)
+    message = error_message(ckpt.read_tensors, path / ckpt.WEIGHTS_FILE)
+    assert "outside the file" in message
+    error_message(ckpt.load, path)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda h: h[next(k for k in h if k != "__metadata__")].update(shape=[3, "x"]), "malformed shape"),
+    (lambda h: h[next(k for k in h if k != "__metadata__")].update(data_offsets=[8, 4]), "outside the file"),
+    (lambda h: h[next(k for k in h if k != "__metadata__")].update(shape=[1]), "does not match its shape"),
+    (lambda h: h.update(__metadata__={"format": 3}), "metadata"),
+    (lambda h: [1, 2], "not a safetensors file"),
+])
+def test_malformed_header_entries(saved, edit, words):
+    path, _, _ = saved()
+    rewrite_header(path / ckpt.WEIGHTS_FILE, edit)
+    message = error_message(ckpt.load, path)
+    assert "model.safetensors" in message and words in message
+
+
+@pytest.mark.parametrize("length", [2**40, 2**20 + 1])
+def test_a_header_length_beyond_the_file_or_the_cap_is_refused(saved, length):
+    path, _, _ = saved()
+    weights = path / ckpt.WEIGHTS_FILE
+    data = weights.read_bytes()
+    weights.write_bytes(struct.pack("<Q", length) + data[8:])
+    assert "model.safetensors" in error_message(ckpt.read_header, weights)
+
+
+def test_read_info_reports_broken_weights(saved):
+    path, _, _ = saved()
+    weights = path / ckpt.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-10])
+    assert "model.safetensors" in error_message(ckpt.read_info, path)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON files: size, nesting and types
+
+
+@pytest.mark.parametrize("name", [ckpt.HISTORY_FILE, ckpt.METRICS_FILE, ckpt.CONFIG_FILE])
+def test_deeply_nested_json_is_a_checkpoint_error(saved, name):
+    path, _, _ = saved()
+    (path / name).write_text("[" * 100_000 + "]" * 100_000)
+    message = error_message(ckpt.read_info, path)
+    assert name in message and "nested" in message
+
+
+def test_a_huge_json_file_is_refused_unread(saved, monkeypatch):
+    path, _, _ = saved()
+    (path / ckpt.HISTORY_FILE).write_text("[" + " " * (ckpt.MAX_JSON_BYTES + 1) + "]")
+    real_loads = json.loads
+
+    def loads(text, *args, **kwargs):
+        assert len(text) <= ckpt.MAX_JSON_BYTES, "a huge file was parsed"
+        return real_loads(text, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", loads)
+    message = error_message(ckpt.read_info, path)
+    assert "history.json" in message and "too large" in message
+
+
+def test_an_integer_of_thousands_of_digits_is_a_checkpoint_error(saved):
+    path, _, _ = saved()
+    text = (path / ckpt.CONFIG_FILE).read_text().replace('"hidden": 16', '"hidden": ' + "9" * 5000)
+    (path / ckpt.CONFIG_FILE).write_text(text)
+    assert "config.json" in error_message(ckpt.load, path)
+
+
+@pytest.mark.parametrize("name, content, words", [
+    (ckpt.HISTORY_FILE, {"epoch": 1}, "list of epoch records"),
+    (ckpt.HISTORY_FILE, "epochs", "list of epoch records"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1}, 3], "record 2"),
+    (ckpt.HISTORY_FILE, [[1, 2]], "record 1"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": "low"}], "val_loss"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": True}], "val_loss"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": [40.0]}], "val_loss"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": 3}], "active_units"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": {"z": 2.5}}], "active_units"),
+    (ckpt.METRICS_FILE, [1, 2], "JSON object"),
+    (ckpt.METRICS_FILE, "good", "JSON object"),
+    (ckpt.METRICS_FILE, {"log_likelihood": "high"}, "log_likelihood"),
+    (ckpt.METRICS_FILE, {"active_units": [3]}, "active_units"),
+    (ckpt.METRICS_FILE, {"decoder_entropy": {"prior": "x"}}, "decoder_entropy"),
+    (ckpt.METRICS_FILE, {"unit_activity": {"z": [0.1, "x"]}}, "unit_activity"),
+    (ckpt.METRICS_FILE, {"log_likelihood_per_point": {"a": 1}}, "log_likelihood_per_point"),
+])
+def test_history_or_metrics_of_the_wrong_shape_are_a_checkpoint_error(saved, name, content, words):
+    path, _, _ = saved()
+    atomic_write_json(path / name, content)
+    message = error_message(ckpt.read_info, path)
+    assert name in message and words in message
+
+
+def test_a_history_of_numbers_nulls_and_unit_counts_is_accepted(saved):
+    path, _, _ = saved()
+    history = [{"epoch": 1, "val_loss": 40.0, "seconds": None, "beta": float("inf"), "active_units": {"z": 3}}]
+    atomic_write_json(path / ckpt.HISTORY_FILE, history)
+    assert ckpt.read_info(path).history == history
+
+
+def test_metrics_with_an_undefined_standard_error_are_accepted(saved):
+    path, _, _ = saved()
+    atomic_write_json(path / ckpt.METRICS_FILE, {"log_likelihood": -40.0, "log_likelihood_stderr": None,
+                                                 "reproduce": {"anything": [1, "x"]}})
+    assert ckpt.read_info(path).metrics["log_likelihood_stderr"] is None
+
+
+@pytest.mark.parametrize("train", [[1], "fast", 3])
+def test_training_settings_of_the_wrong_type_are_a_checkpoint_error(saved, train):
+    path, _, _ = saved()
+    write_config(path, config_payload(path) | {"train": train})
+    assert "config.json" in error_message(ckpt.read_info, path)
+    assert "config.json" in error_message(ckpt.load, path)
+
+
+def test_read_info_state(saved):
+    path, _, _ = saved()
+    assert ckpt.read_info(path).state == "ready"
+    (path / ckpt.WEIGHTS_FILE).unlink()
+    assert ckpt.read_info(path).state == "incomplete"
+
+
+def test_the_shipped_checkpoints_pass_every_check():
+    shipped = sorted(p for p in (Path(__file__).resolve().parents[1] / "checkpoints").iterdir() if p.is_dir())
+    assert shipped
+    for path in shipped:
+        info = ckpt.read_info(path)
+        assert info.state == "ready" and info.history and info.metrics
+        ckpt.load(path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import importlib
 import json
 import os
@@ -14,12 +17,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_checkpoint import rewrite_header
 
 from vae_core import cli
 from vae_core.locking import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--hidden", "16", "--latent-dim", "3", "--latent-dim-z1", "2", "-K", "5", "--device", "cpu"]
+
+
+@contextlib.contextmanager
+def held_lock(folder: Path, pid: int):
+    """`folder`'s lock file held (flock on a descriptor of its own, as another process would),
+    its text naming `pid`."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{pid} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -53,7 +70,7 @@ def trained(tmp_path_factory) -> Path:
 
 def test_train_writes_a_checkpoint(trained):
     assert {p.name for p in trained.iterdir()} >= {"config.json", "model.safetensors", "history.json",
-                                                   "last.safetensors", "train_state.json"}
+                                                   "last.safetensors"}
     payload = json.loads((trained / "config.json").read_text())
     assert payload["model"]["prior"] == "vampprior" and payload["model"]["likelihood"] == "bernoulli"
     assert payload["model"]["input_shape"] == [1, 8, 8] and payload["model"]["components"] == 5
@@ -79,7 +96,8 @@ def test_evaluate_json_prints_one_object(trained, capsys):
     assert 0 <= metrics["active_units"]["z"] <= 3
     assert metrics["log_likelihood"] < 0 and metrics["elbo"] < 0
     assert metrics["log_likelihood"] > metrics["elbo"] - 1.0
-    assert json.loads((trained / "metrics.json").read_text())["samples"] == 50
+    assert metrics["test_points"] == "all" and metrics["metrics_file"] is None  # S = 50: a partial evaluation
+    assert not (trained / "metrics.json").exists()
 
 
 def test_evaluate_text_and_limit(trained, capsys):
@@ -178,8 +196,8 @@ def test_train_refuses_an_existing_checkpoint(trained, capsys):
 def test_train_refuses_a_folder_another_live_process_trains_into(tmp_path, capsys):
     out = tmp_path / "busy"
     out.mkdir()
-    (out / LOCK_FILE).write_text(f"{os.getppid()} {socket.gethostname()}\n")  # our parent is alive
-    code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
+    with held_lock(out, os.getppid()):
+        code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
     assert_one_line_error(code, err, f"process {os.getppid()}", LOCK_FILE)
     assert not (out / "config.json").exists()
 
@@ -265,3 +283,188 @@ def test_module_entry_point_runs_a_command(trained):
     ok = module_run("info", trained)
     assert ok.returncode == 0, ok.stderr
     assert "VAE with a vampprior prior on digits" in ok.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate writes metrics.json only for a full evaluation
+
+
+@pytest.fixture
+def copy_of(trained, tmp_path):
+    """A private copy of the trained checkpoint, with the metrics a full evaluation left."""
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "metrics.json").write_text(json.dumps({"log_likelihood": -20.0, "samples": 5000, "n_test": 360}))
+    return copy
+
+
+def test_a_partial_evaluation_keeps_the_metrics_file(copy_of, capsys):
+    before = (copy_of / "metrics.json").read_text()
+    code, out, _ = run(["evaluate", copy_of, "--samples", "1", "--limit", "1", "--device", "cpu"], capsys)
+    assert code == 0 and "metrics not written" in out and "--write-metrics" in out
+    assert (copy_of / "metrics.json").read_text() == before
+    code, out, _ = run(["evaluate", copy_of, "--samples", "5", "--device", "cpu", "--json"], capsys)
+    assert code == 0 and json.loads(out)["metrics_file"] is None
+    assert (copy_of / "metrics.json").read_text() == before
+
+
+def test_write_metrics_records_what_was_measured(copy_of, capsys):
+    code, out, _ = run(["evaluate", copy_of, "--samples", "3", "--limit", "7", "--device", "cpu",
+                        "--write-metrics"], capsys)
+    assert code == 0 and f"metrics written to {copy_of / 'metrics.json'}" in out
+    saved = json.loads((copy_of / "metrics.json").read_text())
+    assert saved["samples"] == 3 and saved["n_test"] == 7 and saved["test_points"] == "first 7"
+
+
+def test_a_full_evaluation_writes_the_metrics(copy_of, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "DEFAULT_SAMPLES", 4)  # "full" is S >= the default and every test image
+    code, out, _ = run(["evaluate", copy_of, "--device", "cpu", "--json"], capsys)
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["metrics_file"] == str(copy_of / "metrics.json")
+    saved = json.loads((copy_of / "metrics.json").read_text())
+    assert saved["samples"] == 4 and saved["test_points"] == "all" and saved["n_test"] == printed["n_test"]
+    assert "metrics_file" not in saved
+    monkeypatch.setattr(cli, "DEFAULT_SAMPLES", 10**6)
+    (copy_of / "metrics.json").unlink()
+    assert run(["evaluate", copy_of, "--samples", "4", "--device", "cpu"], capsys)[0] == 0
+    assert not (copy_of / "metrics.json").exists()
+
+
+def test_one_test_image_has_no_standard_error(trained, capsys):
+    code, out, _ = run(["evaluate", trained, "--samples", "2", "--limit", "1", "--device", "cpu", "--json"], capsys)
+    assert code == 0 and json.loads(out)["log_likelihood_stderr"] is None
+    code, out, _ = run(["evaluate", trained, "--samples", "2", "--limit", "1", "--device", "cpu"], capsys)
+    assert code == 0 and "± n/a nats" in out and "n=1 of" in out
+
+
+def test_info_shows_an_undefined_standard_error_as_n_a(copy_of, capsys):
+    (copy_of / "metrics.json").write_text(json.dumps({"log_likelihood": -20.0, "log_likelihood_stderr": None}))
+    code, out, _ = run(["info", copy_of], capsys)
+    assert code == 0 and "log_likelihood_stderr: n/a" in out
+
+
+def test_an_empty_test_set_is_a_clear_error(trained, capsys, monkeypatch):
+    real = cli.datasets.load_dataset
+
+    def no_test_images(name, data_dir=None):
+        splits = real(name, data_dir)
+        return dataclasses.replace(splits, x_test=splits.x_test[:0])
+
+    monkeypatch.setattr(cli.datasets, "load_dataset", no_test_images)
+    code, _, err = run(["evaluate", trained, "--samples", "2", "--device", "cpu"], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err, "no test images")
+
+
+def test_evaluate_takes_no_data_folder_from_the_checkpoint(copy_of, tmp_path, capsys, monkeypatch):
+    payload = json.loads((copy_of / "config.json").read_text())
+    payload["train"]["data_dir"] = str(tmp_path / "planted")
+    (copy_of / "config.json").write_text(json.dumps(payload))
+    asked = []
+    real = cli.datasets.load_dataset
+
+    def spying_load(name, data_dir=None):
+        asked.append(data_dir)
+        return real(name, data_dir)
+
+    monkeypatch.setattr(cli.datasets, "load_dataset", spying_load)
+    assert run(["evaluate", copy_of, "--samples", "2", "--limit", "2", "--device", "cpu"], capsys)[0] == 0
+    assert run(["evaluate", copy_of, "--samples", "2", "--limit", "2", "--device", "cpu",
+                "--data-dir", tmp_path / "mine"], capsys)[0] == 0
+    assert asked == [None, str(tmp_path / "mine")]  # None: $VAMPVIZ_DATA_DIR or the home cache
+
+
+# --------------------------------------------------------------------------------------------
+# User errors that used to end in a traceback
+
+
+def test_an_unknown_device_is_refused_before_anything_is_created(tmp_path, trained, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY, "--device", "gpu"], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err, "unknown device 'gpu'")
+    assert not out.exists()
+    code, _, err = run(["evaluate", trained, "--samples", "2", "--device", "tpu"], capsys)
+    assert_one_line_error(code, err, "unknown device 'tpu'")
+
+
+def test_train_out_naming_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me")
+    for out in (target, target / "run"):
+        code, _, err = run(["train", "--epochs", "1", "--out", out, *TINY], capsys)
+        assert err.count("\n") == 1
+        assert_one_line_error(code, err, "is a file, not a folder")
+    assert target.read_text() == "keep me"
+
+
+def test_sample_out_that_cannot_be_written(trained, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out, words in ((blocker / "grid.png", "is a file, not a folder"), (folder, "is a folder")):
+        code, _, err = run(["sample", trained, "--out", out], capsys)
+        assert err.count("\n") == 1
+        assert_one_line_error(code, err, words)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(folder / "grid.png"))
+
+    monkeypatch.setattr(cli, "save_png", refuse)  # e.g. a read-only mount, which os.access may not see
+    code, _, err = run(["sample", trained, "--out", folder / "grid.png"], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err, "Permission denied", "grid.png")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_sample_into_a_read_only_folder(trained, tmp_path, capsys):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code, _, err = run(["sample", trained, "--out", folder / "grid.png"], capsys)
+    finally:
+        folder.chmod(0o700)
+    assert_one_line_error(code, err, "not writable")
+
+
+def test_an_unknown_safetensors_dtype_is_one_line(trained, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    rewrite_header(broken / "model.safetensors",
+                   lambda header: header[next(k for k in header if k != "__metadata__")].update(dtype="F8_E8M0"))
+    for command in (["evaluate", broken, "--samples", "2"], ["sample", broken, "--out", tmp_path / "x.png"],
+                    ["info", broken]):
+        code, _, err = run(command, capsys)
+        assert err.count("\n") == 1
+        assert_one_line_error(code, err, "model.safetensors", "dtype")
+
+
+@pytest.mark.parametrize("history", [{"epoch": 1}, [1, 2], [{"epoch": 1, "val_loss": "low"}]])
+def test_info_on_a_history_of_the_wrong_shape(trained, tmp_path, capsys, history):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken)
+    (broken / "history.json").write_text(json.dumps(history))
+    code, _, err = run(["info", broken], capsys)
+    assert err.count("\n") == 1
+    assert_one_line_error(code, err, "history.json")
+
+
+def test_info_on_records_without_a_validation_loss(trained, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "history.json").write_text(json.dumps([{"epoch": 1}, {"epoch": 2, "val_loss": None}]))
+    code, out, _ = run(["info", copy], capsys)
+    assert code == 0 and "2 epochs" in out
+
+
+def test_info_names_the_state_of_a_folder_without_weights(trained, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "model.safetensors").unlink()
+    code, out, _ = run(["info", copy], capsys)
+    assert code == 0 and "state: incomplete" in out
+    with held_lock(copy, os.getppid()):
+        assert "state: training" in run(["info", copy], capsys)[1]

@@ -49,7 +49,7 @@ from vae_core.train import TrainConfig, train
 train_module = importlib.import_module("vae_core.train")  # the package's `train` attribute is the function
 PRIORS = ("standard", "vampprior")
 WORLD_SIZE = 2
-EXPECTED_FILES = {"config.json", "history.json", "last.safetensors", "model.safetensors", "train_state.json"}
+EXPECTED_FILES = {"config.json", "history.json", "last.safetensors", "model.safetensors"}
 TIMEOUT_S = 120
 
 

@@ -264,3 +264,29 @@ def test_evaluate_per_point_values_average_to_the_reported_log_likelihood(build,
     assert values.shape == (12,) and np.isfinite(values).all()
     assert values.mean() == pytest.approx(metrics["log_likelihood"])
     assert values.std(ddof=1) / np.sqrt(12) == pytest.approx(metrics["log_likelihood_stderr"])
+
+
+def test_one_test_image_has_an_undefined_standard_error(build, digits):
+    metrics = ev.evaluate(build(prior="vampprior"), digits.x_test[:1], num_samples=5)
+    assert metrics["n_test"] == 1 and metrics["log_likelihood_stderr"] is None
+    assert json.loads(json.dumps(metrics))["log_likelihood_stderr"] is None
+
+
+def test_an_empty_test_set_is_a_clear_error(build, digits):
+    with pytest.raises(ValueError, match="no test images"):
+        ev.evaluate(build(), digits.x_test[:0], num_samples=5)
+
+
+def test_standard_error():
+    values = [1.0, 2.0, 4.0, 7.0]
+    assert ev.standard_error(values) == pytest.approx(np.std(values, ddof=1) / 2)
+    assert ev.standard_error(np.array([3.0, 3.0])) == 0.0
+    assert ev.standard_error([5.0]) is None and ev.standard_error([]) is None
+
+
+def test_count_active_counts_dimensions_above_the_threshold():
+    activity = {"z1": np.array([0.0, 0.02, 0.5]), "z2": [0.01, 0.011]}
+    assert ev.count_active(activity) == {"z1": 2, "z2": 1}
+    assert ev.count_active(activity, threshold=0.1) == {"z1": 1, "z2": 0}
+    metrics_activity = {"z": np.array([0.001, 0.3, 0.02])}
+    assert ev.count_active(metrics_activity) == ev.count_active({"z": metrics_activity["z"].tolist()})

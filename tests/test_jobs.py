@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import socket
 import subprocess
@@ -158,9 +159,14 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(registry, small_digit
 
     live = tmp_path / "live"
     live.mkdir()
-    (live / LOCK_FILE).write_text(f"{os.getppid()} {socket.gethostname()}\n")  # our parent is alive
-    with pytest.raises(FolderLocked, match=f"process {os.getppid()}"):
-        registry.start(tiny(), plan(epochs=1), live, data=small_digits)
+    fd = os.open(live / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)  # held as another process would hold it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{os.getppid()} {socket.gethostname()}\n".encode())
+        with pytest.raises(FolderLocked, match=f"process {os.getppid()}"):
+            registry.start(tiny(), plan(epochs=1), live, data=small_digits)
+    finally:
+        os.close(fd)
     assert (live / LOCK_FILE).exists() and not (live / ckpt.CONFIG_FILE).exists()
 
 

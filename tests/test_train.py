@@ -11,10 +11,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from conftest import MODELS, PRIORS, tiny_config
 
 from vae_core import checkpoint as ckpt
-from vae_core import models
+from vae_core import files, models
 from vae_core.data import DatasetSplits
 from vae_core.errors import CheckpointError, TrainingDivergedError
 from vae_core.evaluate import elbo_terms
@@ -26,7 +27,7 @@ RECORD_KEYS = {"epoch", "beta", "train_loss", "train_reconstruction", "train_kl"
 # `vae_core.train` is the function (vae_core/__init__.py re-exports it), so fetch the module itself
 training = importlib.import_module("vae_core.train")
 
-CHECKPOINT_FILES = {"config.json", "model.safetensors", "history.json", "last.safetensors", "train_state.json"}
+CHECKPOINT_FILES = {"config.json", "model.safetensors", "history.json", "last.safetensors"}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,15 @@ def without_seconds(history: list[dict]) -> list[dict]:
 
 def read_weights(path, name: str = ckpt.WEIGHTS_FILE) -> dict[str, torch.Tensor]:
     return ckpt.read_tensors(path / name)
+
+
+def edit_train_state(out, edit) -> None:
+    """Rewrite the resume counters in last.safetensors' metadata with `edit(state)`."""
+    last = out / ckpt.LAST_FILE
+    metadata = ckpt.read_header(last).metadata
+    state = json.loads(metadata[ckpt.TRAIN_STATE_KEY])
+    edit(state)
+    save_file(ckpt.read_tensors(last), last, metadata=metadata | {ckpt.TRAIN_STATE_KEY: json.dumps(state)})
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
@@ -92,8 +102,9 @@ def test_the_checkpoint_holds_the_best_epochs_model(tmp_path, data):
     result = train(config, settings(epochs=3), tmp_path / "run", data=data)
     out = result.path
     assert json.loads((out / "history.json").read_text()) == result.history
-    state = json.loads((out / "train_state.json").read_text())
-    assert state["epoch"] == 3 and state["best_epoch"] == result.best_epoch
+    state = ckpt.read_train_state(out)
+    assert state["epoch"] == 3 and state["best_epoch"] == result.best_epoch and state["history_length"] == 3
+    assert ckpt.weights_epoch(out) == result.best_epoch
     info = ckpt.read_info(out)
     assert info.config == config and info.train_config["epochs"] == 3 and info.epochs == 3
     model = ckpt.load(out)
@@ -179,11 +190,12 @@ def test_resume_with_an_optimiser_state_of_another_layout_says_what_to_do(tmp_pa
     """A run started before GatedDense fused h and g saved Adam moments for 4 tensors per gated layer."""
     config = config_for()
     train(config, settings(epochs=1), tmp_path / "run", data=data)
-    state_file = tmp_path / "run" / ckpt.TRAIN_STATE_FILE
-    state = json.loads(state_file.read_text())
-    params = state["param_groups"][0]["params"]
-    params += [len(params) + i for i in range(4)]  # more parameters than the model has now
-    state_file.write_text(json.dumps(state))
+
+    def more_parameters(state):  # more parameters than the model has now
+        params = state["param_groups"][0]["params"]
+        params += [len(params) + i for i in range(4)]
+
+    edit_train_state(tmp_path / "run", more_parameters)
     with pytest.raises(CheckpointError, match="older vampviz.*another --out"):
         train(config, settings(epochs=2), tmp_path / "run", data=data, resume=True)
 
@@ -455,9 +467,143 @@ def test_resuming_an_early_stopped_run_trains_nothing(tmp_path, data, monkeypatc
 def test_an_incomplete_train_state_is_a_checkpoint_error(tmp_path, data):
     config = config_for(prior="standard")
     train(config, settings(epochs=1), tmp_path / "run", data=data)
-    state_file = tmp_path / "run" / "train_state.json"
-    state = json.loads(state_file.read_text())
-    del state["epoch"]
-    state_file.write_text(json.dumps(state))
-    with pytest.raises(CheckpointError, match="train_state.json"):
+    edit_train_state(tmp_path / "run", lambda state: state.pop("epoch"))
+    with pytest.raises(CheckpointError, match="last.safetensors.*'epoch'"):
         train(config, settings(epochs=2), tmp_path / "run", data=data, resume=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A kill at any write point
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing on the way up handles it."""
+
+
+def record_writes(monkeypatch, kill_at: int | None = None) -> list[tuple[str, bytes]]:
+    """Route every atomic write through a recorder (name, bytes); the `kill_at`-th one (1-based)
+    raises Killed instead of writing, as a kill just before that rename would leave the folder."""
+    writes: list[tuple[str, bytes]] = []
+    real = files.atomic_write_bytes
+
+    def write(path, data, *args, **kwargs):
+        if kill_at is not None and len(writes) + 1 == kill_at:
+            raise Killed(path)
+        writes.append((str(path), bytes(data)))
+        return real(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(files, "atomic_write_bytes", write)
+    return writes
+
+
+def committed_weights(data: bytes) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load
+
+    return {k[len("model."):]: v for k, v in load(data).items() if k.startswith("model.")}
+
+
+def test_a_run_killed_at_any_write_resumes_to_the_uninterrupted_result(tmp_path, data, monkeypatch):
+    config = config_for(prior="vampprior")
+    plan = settings(epochs=2, warmup=0, snapshot_every=2)
+    writes = record_writes(monkeypatch)
+    straight = train(config, plan, tmp_path / "straight", data=data)
+    monkeypatch.undo()
+    assert straight.best_epoch == 2  # both epochs improve: model.safetensors is written after each commit
+    names = [name.rsplit("/", 1)[-1] for name, _ in writes]
+    assert names == ["config.json", "history.json", "epoch-0001.safetensors", "last.safetensors", "model.safetensors",
+                     "history.json", "epoch-0002.safetensors", "last.safetensors", "model.safetensors"]
+    commits = [committed_weights(blob) for name, blob in writes if name.endswith(ckpt.LAST_FILE)]
+
+    for kill_at in range(1, len(writes) + 1):
+        out = tmp_path / f"killed-{kill_at}"
+        record_writes(monkeypatch, kill_at)
+        with pytest.raises(Killed):
+            train(config, plan, out, data=data)
+        monkeypatch.undo()
+        state = ckpt.read_train_state(out)
+        committed = state["epoch"] if state else 0
+        assert committed == names[: kill_at - 1].count(ckpt.LAST_FILE), kill_at
+        if committed:  # the resume state holds the weights of the epoch it commits
+            last = read_weights(out, ckpt.LAST_FILE)
+            assert_same_tensors({k[len("model."):]: v for k, v in last.items() if k.startswith("model.")},
+                                commits[committed - 1])
+
+        resumed = train(config, plan, out, data=data, resume=True)
+        assert [r["epoch"] for r in resumed.history] == [1, 2], kill_at
+        on_disk = json.loads((out / ckpt.HISTORY_FILE).read_text())
+        assert without_seconds(on_disk) == without_seconds(straight.history), kill_at
+        assert (resumed.best_epoch, resumed.best_val_loss) == (straight.best_epoch, straight.best_val_loss)
+        assert_same_tensors(read_weights(out), read_weights(tmp_path / "straight"))
+        assert_same_tensors(read_weights(out, ckpt.LAST_FILE), read_weights(tmp_path / "straight", ckpt.LAST_FILE))
+        assert ckpt.weights_epoch(out) == 2
+        assert ckpt.read_train_state(out) == ckpt.read_train_state(tmp_path / "straight")
+
+
+def test_a_kill_between_the_commit_and_the_best_weights_is_repaired_on_resume(tmp_path, data, monkeypatch):
+    """model.safetensors is one epoch behind the committed best epoch: resuming rewrites it from
+    the committed weights before training on, so the two never disagree."""
+    config = config_for(prior="standard")
+    out = tmp_path / "run"
+    writes = record_writes(monkeypatch, kill_at=7)  # config, then history, last, model per epoch
+    with pytest.raises(Killed):
+        train(config, settings(epochs=2, warmup=0), out, data=data)
+    assert writes[-1][0].endswith(ckpt.LAST_FILE)  # killed just before epoch 2's model.safetensors
+    monkeypatch.undo()
+    assert ckpt.read_train_state(out)["best_epoch"] == 2 and ckpt.weights_epoch(out) == 1
+    result = train(config, settings(epochs=2, warmup=0), out, data=data, resume=True)  # nothing left to train
+    assert result.best_epoch == 2 and ckpt.weights_epoch(out) == 2
+    last = read_weights(out, ckpt.LAST_FILE)
+    assert_same_tensors(read_weights(out), {k[len("model."):]: v for k, v in last.items() if k.startswith("model.")})
+
+
+def test_a_history_shorter_than_the_committed_epochs_is_a_clear_error(tmp_path, data):
+    config = config_for(prior="standard")
+    train(config, settings(epochs=2), tmp_path / "run", data=data)
+    history_file = tmp_path / "run" / ckpt.HISTORY_FILE
+    history_file.write_text(json.dumps(json.loads(history_file.read_text())[:1]))
+    with pytest.raises(CheckpointError, match="holds 1 epochs but .*last.safetensors commits 2") as info:
+        train(config, settings(epochs=3), tmp_path / "run", data=data, resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_a_divergence_in_the_first_epoch_does_not_claim_a_checkpoint(tmp_path, data, monkeypatch):
+    nan_after(monkeypatch, training_calls=1)
+    with pytest.raises(TrainingDivergedError) as info:
+        train(config_for(prior="standard"), settings(epochs=2), tmp_path / "run", data=data)
+    message = str(info.value)
+    assert "epoch 1" in message and "epoch 0" not in message and "holds no weights" in message
+    assert not (tmp_path / "run" / ckpt.WEIGHTS_FILE).exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder and the device, checked before anything is written
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, data):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    for out in (target, target / "run"):
+        with pytest.raises(CheckpointError, match="is a file, not a folder"):
+            training.check_output_folder(out, config_for(), resume=False)
+        with pytest.raises(CheckpointError, match="is a file"):
+            train(config_for(), settings(epochs=1), out, data=data)
+    assert target.read_text() == "not a folder"
+
+
+def test_check_output_folder_says_whether_to_resume(tmp_path, data):
+    config = config_for(prior="standard")
+    assert training.check_output_folder(tmp_path / "new", config, resume=True) is False
+    assert not (tmp_path / "new").exists()  # it creates nothing
+    train(config, settings(epochs=1), tmp_path / "run", data=data)
+    assert training.check_output_folder(tmp_path / "run", config, resume=True) is True
+    with pytest.raises(CheckpointError, match="already holds a checkpoint"):
+        training.check_output_folder(tmp_path / "run", config, resume=False)
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "", "meta", "tpu:0"])
+def test_an_unknown_device_is_a_value_error(tmp_path, data, name):
+    with pytest.raises(ValueError, match="unknown device"):
+        training.resolve_device(name)
+    with pytest.raises(ValueError, match="unknown device"):
+        train(config_for(), settings(device=name), tmp_path / "run", data=data)
+    assert not (tmp_path / "run").exists()

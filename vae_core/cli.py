@@ -1,7 +1,8 @@
 """Command line: python -m vae_core {train,evaluate,sample,info,download} ...
 
-Every user error (bad argument, missing file, broken checkpoint, diverged training) ends with a
-one-line message on stderr and exit code 2, never a traceback.
+Every user error (bad argument, missing file, broken checkpoint, unwritable output, diverged
+training) ends with a one-line message on stderr and exit code 2, never a traceback. Arguments are
+checked before anything is created, so a refused command leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from . import data as datasets
 from . import paths
 from .config import ModelConfig
 from .distributed import is_main_process
-from .errors import VampvizError
+from .errors import DatasetError, VampvizError
 from .evaluate import DEFAULT_SAMPLES, evaluate
+from .files import unwritable_reason
 from .imaging import image_grid, save_png
 from .likelihoods import LIKELIHOODS
 from .locking import training_lock
 from .models import MODELS
 from .networks import ARCHITECTURES
 from .priors import PRIORS
-from .train import TrainConfig, resolve_device, train
+from .train import TrainConfig, check_output_folder, resolve_device, train
 
 
 def _positive(text: str) -> int:
@@ -78,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--samples", type=_positive, default=DEFAULT_SAMPLES, help="importance samples per point")
     e.add_argument("--limit", type=_positive, help="evaluate only the first N test images")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--data-dir")
+    e.add_argument("--write-metrics", action="store_true",
+                   help="write metrics.json even for a partial evaluation (fewer samples or test images); "
+                        f"a full one (S >= {DEFAULT_SAMPLES}, every test image) always writes it")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    e.add_argument("--data-dir", help=f"dataset folder (default: ${paths.DATA_DIR_ENV} or ~/.cache/vampviz/data)")
     e.add_argument("--seed", type=int, default=0)
 
     s = commands.add_parser("sample", help="a PNG grid of samples from the prior")
@@ -111,19 +116,19 @@ def _default_warmup(args) -> int:
 def _train(args) -> None:
     from tqdm import tqdm
 
-    spec = datasets.get_spec(args.dataset)
-    config = ModelConfig(
-        model=args.model, prior=args.prior, architecture=args.architecture,
-        likelihood=args.likelihood or spec.likelihood, dataset=spec.name, input_shape=spec.input_shape,
-        latent_dim=args.latent_dim, latent_dim_z1=args.latent_dim_z1, hidden=args.hidden,
-        components=args.components, pseudo_init_mean=spec.pseudo_init_mean, pseudo_init_std=spec.pseudo_init_std,
-    )
+    resolve_device(args.device)  # an unknown or absent device is refused before anything is created
+    config = ModelConfig.for_dataset(
+        args.dataset, model=args.model, prior=args.prior, architecture=args.architecture,
+        likelihood=args.likelihood, latent_dim=args.latent_dim, latent_dim_z1=args.latent_dim_z1,
+        hidden=args.hidden, components=args.components,
+    ).validate()
     warmup = args.warmup if args.warmup is not None else _default_warmup(args)
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup=warmup, patience=args.patience,
         normalize_gradients=args.normalize_gradients, seed=args.seed, device=args.device, data_dir=args.data_dir,
         snapshot_every=args.snapshot_every,
-    )
+    ).validate()
+    check_output_folder(args.out, config, args.resume)  # again under the lock, inside train()
     bar = None
 
     def show(p):
@@ -153,22 +158,36 @@ def _train(args) -> None:
           f"at epoch {result.best_epoch}; checkpoint in {result.path}")
 
 
+def _is_full_evaluation(samples: int, n_test: int, n_total: int) -> bool:
+    """What metrics.json holds unless asked otherwise: the paper's S and every test image."""
+    return samples >= DEFAULT_SAMPLES and n_test == n_total
+
+
 def _evaluate(args) -> None:
     from tqdm import tqdm
 
+    device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    config, train_settings = ckpt.read_config(args.checkpoint)
-    model = ckpt.load(args.checkpoint, device=resolve_device(args.device))
-    data_dir = args.data_dir or train_settings.get("data_dir")
-    x_test = datasets.load_dataset(config.dataset, data_dir).x_test[: args.limit]
+    config, _ = ckpt.read_config(args.checkpoint)
+    model = ckpt.load(args.checkpoint, device=device)
+    all_test = datasets.load_dataset(config.dataset, args.data_dir).x_test  # never a folder from config.json
+    x_test = all_test[: args.limit]
+    if len(x_test) == 0:
+        raise DatasetError(f"{config.dataset} has no test images to evaluate")
     with tqdm(total=len(x_test), unit="img", desc=f"log p(x), S={args.samples}", disable=args.json) as bar:
         metrics = evaluate(model, x_test, args.samples, datasets.get_spec(config.dataset).input_type,
                            progress=lambda done, total: bar.update(done - bar.n))
-    ckpt.write_metrics(args.checkpoint, metrics)
+    metrics["test_points"] = "all" if len(x_test) == len(all_test) else f"first {len(x_test)}"
+    written = args.write_metrics or _is_full_evaluation(args.samples, len(x_test), len(all_test))
+    if written:
+        ckpt.write_metrics(args.checkpoint, metrics)
+    metrics_file = args.checkpoint / ckpt.METRICS_FILE
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(metrics | {"metrics_file": str(metrics_file) if written else None}))
         return
-    print(f"test log-likelihood  {metrics['log_likelihood']:.3f} nats (S={args.samples}, n={len(x_test)})")
+    stderr = metrics["log_likelihood_stderr"]
+    print(f"test log-likelihood  {metrics['log_likelihood']:.3f} ± {'n/a' if stderr is None else f'{stderr:.3f}'} "
+          f"nats (S={args.samples}, n={len(x_test)} of {len(all_test)})")
     print(f"ELBO                 {metrics['elbo']:.3f}  (reconstruction {metrics['reconstruction']:.3f}, "
           f"KL {metrics['kl']:.3f})")
     print(f"active units         {metrics['active_units']}")
@@ -176,16 +195,31 @@ def _evaluate(args) -> None:
     entropy = metrics["decoder_entropy"]
     print(f"H[p(x|z)]            {entropy['prior']:.3f} nats/image at prior draws (samples), "
           f"{entropy['posterior']:.3f} at posterior draws (reconstructions)")
+    if written:
+        print(f"metrics written to {metrics_file}")
+    else:
+        print(f"metrics not written (a partial evaluation: S={args.samples}, {metrics['test_points']} of "
+              f"{len(all_test)} test images); pass --write-metrics to keep them")
 
 
 def _sample(args) -> None:
+    out = Path(args.out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the PNG file to write")
+    reason = unwritable_reason(out.parent)
+    if reason:
+        raise ValueError(f"cannot write {out}: {reason}")
     torch.manual_seed(args.seed)
     model = ckpt.load(args.checkpoint)
     with torch.no_grad():
         images = model.sample(args.n).numpy()
     scale = args.scale or max(1, 56 // images.shape[-1])
-    path = save_png(image_grid(images, scale=scale), args.out)
+    path = save_png(image_grid(images, scale=scale), out)
     print(f"wrote {args.n} samples to {path}")
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _info(args) -> None:
@@ -193,17 +227,27 @@ def _info(args) -> None:
     c = info.config
     print(f"{info.path}: {c.model.upper()} with a {c.prior} prior on {c.dataset} {c.input_shape}")
     print(f"  architecture {c.architecture}, likelihood {c.likelihood}, latent {c.latent_sizes}, K={c.components}")
-    if info.history:
-        best = min(info.history, key=lambda r: r["val_loss"])
+    if info.state != "ready":
+        print(f"  state: {info.state} (no {ckpt.WEIGHTS_FILE} yet)")
+    scored = [r for r in info.history if r.get("val_loss") is not None and r.get("epoch") is not None]
+    if scored:
+        best = min(scored, key=lambda r: r["val_loss"])
         print(f"  {info.epochs} epochs; best validation loss {best['val_loss']:.3f} at epoch {best['epoch']}")
-    for key in ("log_likelihood", "elbo", "active_units", "samples", "n_test"):
+    elif info.history:
+        print(f"  {info.epochs} epochs")
+    for key in ("log_likelihood", "log_likelihood_stderr", "elbo", "active_units", "samples", "n_test",
+                "test_points"):
         if key in info.metrics:
-            print(f"  {key}: {info.metrics[key]}")
+            print(f"  {key}: {_number(info.metrics[key])}")
 
 
 def _download(args) -> None:
     paths = datasets.download(args.dataset, args.data_dir)
     print(f"{args.dataset} is ready: {', '.join(str(p) for p in paths)}")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "download": _download}
@@ -215,7 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except (VampvizError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file the command reads or writes: permissions, a full disk
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot access{where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept (use --resume to continue)", file=sys.stderr)

@@ -102,10 +102,23 @@ def unit_activity(means: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: m.var(axis=0) for name, m in means.items()}
 
 
+def count_active(activity: dict[str, np.ndarray], threshold: float = ACTIVE_UNIT_THRESHOLD) -> dict[str, int]:
+    """How many dimensions of each layer have Cov_x(E_q[z_d]) > threshold, from `unit_activity`."""
+    return {name: int((np.asarray(a) > threshold).sum()) for name, a in activity.items()}
+
+
 def active_units(model: nn.Module, images, threshold: float = ACTIVE_UNIT_THRESHOLD) -> dict[str, int]:
     """How many dimensions of each latent layer have Cov_x(E_q[z_d]) > threshold."""
-    activity = unit_activity(posterior_means(model, images))
-    return {name: int((a > threshold).sum()) for name, a in activity.items()}
+    return count_active(unit_activity(posterior_means(model, images)), threshold)
+
+
+def standard_error(values) -> float | None:
+    """The standard error of the mean of `values` (sample std / sqrt(n)); None, undefined, for
+    fewer than two values."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return None
+    return float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
 @torch.no_grad()
@@ -169,8 +182,11 @@ def evaluate(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, input
     """All test metrics in one JSON-able dict (what `python -m vae_core evaluate --json` prints).
 
     `per_point` adds "log_likelihood_per_point" (one value per image, in order), for paired
-    comparisons of two models on the same test points.
+    comparisons of two models on the same test points. "log_likelihood_stderr" is None for a
+    single image. Raises ValueError for an empty `images`.
     """
+    if len(images) == 0:
+        raise ValueError("there are no test images to evaluate")
     model.eval()
     start = time.perf_counter()
     ll = log_likelihood(model, images, num_samples, progress=progress)
@@ -178,11 +194,11 @@ def evaluate(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, input
     activity = unit_activity(posterior_means(model, images))
     metrics = {
         "log_likelihood": float(ll.mean()),
-        "log_likelihood_stderr": float(ll.std(ddof=1) / math.sqrt(len(ll))) if len(ll) > 1 else 0.0,
+        "log_likelihood_stderr": standard_error(ll),
         "elbo": terms["elbo"],
         "reconstruction": terms["reconstruction"],
         "kl": terms["kl"],
-        "active_units": {name: int((a > ACTIVE_UNIT_THRESHOLD).sum()) for name, a in activity.items()},
+        "active_units": count_active(activity),
         "unit_activity": {name: a.tolist() for name, a in activity.items()},
         "aggregated_posterior_kl": aggregated_posterior_kl(model, images),
         "decoder_entropy": sample_sharpness(model, images),

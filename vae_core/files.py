@@ -61,14 +61,29 @@ def atomic_write_json(path: str | Path, data) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, allow_nan=True) + "\n").encode())
 
 
-def is_writable(folder: str | Path) -> bool:
-    """Whether `folder`, or the nearest existing folder above it, may be written. A folder whose
-    permission bits deny writing counts as read-only even for root (like a shared data folder)."""
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why files cannot be created in `folder` (made with its parents if missing), or None if they can.
+
+    Checked before anything is written, so a bad output path fails with one line and leaves nothing
+    behind: the nearest existing ancestor must be a folder this process may write into. A folder
+    whose permission bits deny writing counts as read-only even for root (like a shared data folder).
+    """
     folder = Path(folder)
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    candidate = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if candidate is None:
+        return None
     try:
-        mode = existing.stat().st_mode
-    except OSError:
-        return False
+        mode = candidate.stat().st_mode
+    except OSError as error:
+        return f"{candidate} cannot be read ({error.strerror})"
+    if not stat.S_ISDIR(mode):
+        return f"{candidate} is a file, not a folder"
     writable_bits = mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    return stat.S_ISDIR(mode) and bool(writable_bits) and os.access(existing, os.W_OK)
+    if not writable_bits or not os.access(candidate, os.W_OK | os.X_OK):
+        return f"{candidate} is not writable"
+    return None
+
+
+def is_writable(folder: str | Path) -> bool:
+    """Whether files can be created in `folder` (see `unwritable_reason`)."""
+    return unwritable_reason(folder) is None

@@ -2,14 +2,20 @@
 
 `train()` writes only inside its output folder, so two processes training into the same folder
 (a dashboard job and a CLI run, or two servers) would interleave their checkpoints. Whoever trains
-into a folder first creates `.train.lock` there with O_CREAT | O_EXCL, holding its pid and host;
-others are refused with `FolderLocked`. A lock whose process has died (on this host) is stale and is
-taken over (two processes taking over the same stale lock at the same instant is not guarded).
+into a folder holds an exclusive `fcntl.flock` on `.train.lock` there for as long as it trains;
+others are refused with `FolderLocked`. The kernel drops the lock when its process exits, however
+it exits, so a lock left by a dead process is simply taken over, and two processes taking it over
+at the same instant cannot both win. The file's text (the holder's pid and host) is only there to
+name the holder in the refusal.
+
+The lock is removed while still held (unlink, then close), and a taker checks that the file it
+locked is still the one at the path, so a release racing a take-over cannot hand out two locks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import time
@@ -18,79 +24,91 @@ from pathlib import Path
 from .errors import VampvizError
 
 LOCK_FILE = ".train.lock"
+PROBE_GRACE_S = 0.2  # how long a taker retries while someone may be only probing the lock (lock_holder)
 
 
 class FolderLocked(VampvizError):
     """Another live process trains into the folder."""
 
 
-_held_locks: set[Path] = set()  # lock files this process holds (a lock with our own pid but not here is stale)
+_held: dict[Path, int] = {}  # lock file -> the descriptor holding its flock, in this process
 
 
-def _lock_owner(path: Path) -> tuple[int, str] | None:
-    """(pid, host) written in a lock file, or None when it is unreadable or garbled."""
+def _owner_text(path: Path) -> str:
+    """"process PID on HOST" from a lock file, or "another process" when it is unreadable."""
     try:
-        pid, host = path.read_text().split()
-        return int(pid), host
-    except (OSError, ValueError):
-        return None
+        pid, host = path.read_text()[:200].split()
+        return f"process {int(pid)} on {host}"
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "another process"
 
 
-def _pid_alive(pid: int) -> bool:
+def _same_file(fd: int, path: Path) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
         return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def lock_is_stale(path: Path, garbled_after: float = 10.0) -> bool:
-    """A lock whose process has died (on this host), or a garbled one older than `garbled_after` s."""
-    owner = _lock_owner(path)
-    if owner is None:
-        try:
-            return time.time() - path.stat().st_mtime > garbled_after  # a young one may be mid-write
-        except FileNotFoundError:
-            return True
-    pid, host = owner
-    if host != socket.gethostname():
-        return False  # cannot check a process on another machine
-    if pid == os.getpid():
-        return path not in _held_locks
-    return not _pid_alive(pid)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def acquire_lock(out: Path) -> Path:
-    """Create `out/.train.lock` exclusively (taking over a stale one); the lock file's path.
+    """Take `out/.train.lock` (creating `out` and the file); the lock file's path.
 
-    Raises FolderLocked when a live process holds it."""
+    Raises FolderLocked when another process, or another call in this one, holds it."""
     path = Path(out) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(2):
+    deadline = time.monotonic() + PROBE_GRACE_S
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if attempt == 0 and lock_is_stale(path):
-                path.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.01)
                 continue
-            owner = _lock_owner(path)
-            who = f"process {owner[0]} on {owner[1]}" if owner else "another process"
-            raise FolderLocked(f"{out} is being trained into by {who}; if nothing is training there, "
-                               f"delete {path}") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()} {socket.gethostname()}\n")
-        _held_locks.add(path)
-        return path
-    raise AssertionError("unreachable")
+            raise FolderLocked(f"{out} is being trained into by {_owner_text(path)}; if nothing is training "
+                               f"there, delete {path}") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # released and removed between our open and our flock: take the new file
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    _held[path] = fd
+    return path
 
 
 def release_lock(path: Path) -> None:
-    """Remove a lock this process holds (never one another process has taken over since)."""
-    _held_locks.discard(path)
-    if _lock_owner(path) == (os.getpid(), socket.gethostname()):
-        path.unlink(missing_ok=True)
+    """Remove and release a lock this process holds (a no-op for any other)."""
+    fd = _held.pop(Path(path), None)
+    if fd is None:
+        return
+    try:
+        if _same_file(fd, Path(path)):
+            Path(path).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def lock_holder(out: str | Path) -> str | None:
+    """Who holds `out`'s lock ("process PID on HOST"), or None when nobody does.
+
+    Probes with a shared lock taken and dropped at once; a taker meeting the probe retries for
+    PROBE_GRACE_S, so probing never refuses a trainer."""
+    path = Path(out) / LOCK_FILE
+    if path in _held:
+        return _owner_text(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _owner_text(path)
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock
+    return None
 
 
 @contextlib.contextmanager

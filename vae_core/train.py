@@ -6,6 +6,13 @@ beta = min(1, epoch / warmup), and early stopping on the validation loss (-ELBO 
 warm-up is over. The best model is saved after each improving epoch; the latest state after every
 epoch, so `resume=True` continues exactly where training stopped.
 
+An epoch is committed by one atomic rename, that of last.safetensors, whose metadata holds the
+counters (epoch, best loss and epoch, patience, optimiser settings, history length). history.json
+is written just before it and is cut back to the committed epochs on resume; model.safetensors
+just after it, and in an improving epoch the committed weights are the best ones, so a resume
+that finds model.safetensors behind the committed best epoch rewrites it from last.safetensors.
+A run killed at any instant therefore resumes to the same weights as one never interrupted.
+
 Multi-process training: `torchrun --nproc_per_node N -m vae_core train ...` runs `train` in N
 processes that train one model with DistributedDataParallel (NCCL on CUDA, gloo on CPU).
 `batch_size` is the global batch, split evenly across the processes, so the result matches
@@ -14,6 +21,7 @@ one-process training with the same batch size; see `vae_core.distributed`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -29,7 +37,7 @@ from .config import ModelConfig
 from .data import DatasetSplits, get_spec, load_dataset
 from .errors import CheckpointError, TrainingDivergedError
 from .evaluate import active_units, elbo_terms
-from .files import atomic_write_json
+from .files import atomic_write_json, unwritable_reason
 from .models import build_model
 
 ACTIVE_UNITS_VAL_POINTS = 1000  # validation images behind each epoch's active-unit count
@@ -90,18 +98,29 @@ class TrainResult:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """auto: CUDA, then MPS, then CPU; otherwise the named device (checked to exist)."""
+    """auto: CUDA, then MPS, then CPU; otherwise the named device (checked to exist). An unknown
+    or unavailable name is a one-line ValueError."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' requested but MPS is not available; use --device cpu or auto")
-    return torch.device(name)
+    return device
 
 
 def kl_weight(epoch: int, warmup: int) -> float:
@@ -119,7 +138,7 @@ def normalize_gradients_(parameters) -> None:
 
 @dataclass
 class _State:
-    """The counters saved in train_state.json."""
+    """The counters an epoch commits (in last.safetensors' metadata, with the optimiser settings)."""
 
     epoch: int = 0
     best_val_loss: float = math.inf
@@ -127,40 +146,66 @@ class _State:
     epochs_without_improvement: int = 0
 
 
-def _save_last(out: Path, model: nn.Module, optimizer, state: _State, history: list[dict]) -> None:
+def _save_last(out: Path, model: nn.Module, optimizer, state: _State) -> None:
+    """Commit an epoch: weights, optimiser moments, RNG state and counters in one atomic write."""
     tensors, rest = ckpt.optimizer_tensors(optimizer)
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors["rng.torch"] = torch.get_rng_state()
     device = next(model.parameters()).device
     if device.type == "cuda":  # randperm and bernoulli on the GPU draw from its own generator
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    ckpt.save_tensors(out / ckpt.LAST_FILE, tensors)
-    atomic_write_json(out / ckpt.HISTORY_FILE, history)
-    atomic_write_json(out / ckpt.TRAIN_STATE_FILE, asdict(state) | rest)
+    counters = asdict(state) | {"history_length": state.epoch} | rest
+    ckpt.save_tensors(out / ckpt.LAST_FILE, tensors, {ckpt.TRAIN_STATE_KEY: json.dumps(counters)})
 
 
 def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[dict]]:
-    tensors = ckpt.read_tensors(out / ckpt.LAST_FILE)
-    saved = ckpt.read_json(out / ckpt.TRAIN_STATE_FILE)
+    """The committed state of `out`: model, optimiser and RNG restored; the counters and the history
+    of the committed epochs (history.json may hold one more, written before a commit it missed)."""
+    last = out / ckpt.LAST_FILE
+    saved = ckpt.read_train_state(out)
+    ckpt.check_tensors({k[len("model."):]: v for k, v in ckpt.read_header(last).tensors.items()
+                        if k.startswith("model.")},
+                       {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}, last)
+    tensors = ckpt.read_tensors(last)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    ckpt.load_state_into(model, weights, out / ckpt.LAST_FILE)
+    ckpt.load_state_into(model, weights, last)
     try:
         optimizer.load_state_dict(ckpt.optimizer_state(tensors, saved))
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
         raise CheckpointError(
-            f"{out / ckpt.LAST_FILE}: its optimiser state does not fit the model ({error}); a run started by an "
+            f"{last}: its optimiser state does not fit the model ({error}); a run started by an "
             "older vampviz (before its gated layers kept h and g in one parameter) resumes only with that "
             "version: finish it there, or train again into another --out") from None
-    try:
-        torch.set_rng_state(tensors["rng.torch"])
-        state = _State(**{f.name: saved[f.name] for f in fields(_State)})
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{out / ckpt.TRAIN_STATE_FILE} is incomplete ({error!r}); "
-                              "train again into another --out") from None
+    if "rng.torch" not in tensors or tensors["rng.torch"].dtype != torch.uint8:
+        raise CheckpointError(f"{last} lacks the RNG state; train again into another --out")
+    torch.set_rng_state(tensors["rng.torch"])
     device = next(model.parameters()).device
     if "rng.cuda" in tensors and device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    return state, ckpt.read_json(out / ckpt.HISTORY_FILE)
+    state = _State(**{f.name: saved[f.name] for f in fields(_State)})
+    history_file = out / ckpt.HISTORY_FILE
+    history = ckpt.check_history(ckpt.read_json(history_file), history_file) if history_file.is_file() else []
+    if len(history) < state.epoch:
+        raise CheckpointError(f"{history_file} holds {len(history)} epochs but {last} commits {state.epoch}: "
+                              "the history was cut short; train again into another --out")
+    return state, history[: state.epoch]
+
+
+def _reconcile(out: Path, model: nn.Module, state: _State, history: list[dict]) -> None:
+    """Bring the files a kill may have left behind the commit in line with it (rank 0 only):
+    history.json cut to the committed epochs, model.safetensors rewritten when the committed epoch
+    is the best one and the best weights on disk are older (`model` holds the committed weights)."""
+    history_file = out / ckpt.HISTORY_FILE
+    if not history_file.is_file() or len(ckpt.read_json(history_file)) != len(history):
+        atomic_write_json(history_file, history)
+    if state.best_epoch != state.epoch or state.epoch == 0:
+        return
+    try:
+        behind = ckpt.weights_epoch(out) != state.best_epoch
+    except CheckpointError:  # missing, or cut short by a crash of the file system
+        behind = True
+    if behind:
+        ckpt.save_weights(out, model, epoch=state.best_epoch)
 
 
 def _epoch_order(n: int, epoch: int, seed: int, device: torch.device, world: distributed.World) -> torch.Tensor:
@@ -194,8 +239,9 @@ def train(
     train_config.validate()
     out = Path(out)
     spec = get_spec(model_config.dataset)
+    device = resolve_device(train_config.device)
     data = data if data is not None else load_dataset(model_config.dataset, train_config.data_dir)
-    world, device = distributed.init_from_env(resolve_device(train_config.device))
+    world, device = distributed.init_from_env(device)
     try:
         result = _train(model_config, train_config, out, resume, data, spec, world, device, progress, should_stop)
         world.barrier()  # no rank leaves the group while another still receives its last message
@@ -204,8 +250,14 @@ def train(
         world.close()
 
 
-def _check_out(out: Path, model_config: ModelConfig, resume: bool) -> bool:
-    """Whether to resume from `out`; raises CheckpointError if `out` cannot be used."""
+def check_output_folder(out: str | Path, model_config: ModelConfig, resume: bool) -> bool:
+    """Whether to resume from `out`; raises CheckpointError if `out` cannot be used: it is a file or
+    cannot be written, it holds another model (when resuming), or it holds a checkpoint and
+    `resume` is False. Creates nothing."""
+    out = Path(out)
+    reason = unwritable_reason(out)
+    if reason:
+        raise CheckpointError(f"cannot train into {out}: {reason}")
     if resume and (out / ckpt.LAST_FILE).is_file():
         saved_config, _ = ckpt.read_config(out)
         if saved_config.to_dict() != model_config.to_dict():
@@ -217,6 +269,15 @@ def _check_out(out: Path, model_config: ModelConfig, resume: bool) -> bool:
     return False
 
 
+def _diverged(what: str, where: str, state: _State, out: Path, advice: str) -> TrainingDivergedError:
+    """The one-line error of a NaN/inf loss, saying truthfully what `out` keeps."""
+    if state.best_epoch:
+        kept = f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}"
+    else:
+        kept = f"no epoch had finished, so {out} holds no weights"
+    return TrainingDivergedError(f"training diverged: {what} at {where}; {kept}; {advice}")
+
+
 def _train(model_config, train_config, out, resume, data, spec, world, device, progress, should_stop) -> TrainResult:
     torch.manual_seed(train_config.seed)  # the same initial model on every rank
     model = build_model(model_config, train_images=data.x_train).to(device)
@@ -226,8 +287,9 @@ def _train(model_config, train_config, out, resume, data, spec, world, device, p
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, fused=fused)
     state, history = _State(), []
 
-    if world.on_main(_check_out, out, model_config, resume):
+    if world.on_main(check_output_folder, out, model_config, resume):
         state, history = _restore_last(out, model, optimizer)  # every rank reads; only rank 0 writes
+        world.on_main(_reconcile, out, model, state, history)
         for group in optimizer.param_groups:  # a resumed run uses the learning rate it is given now
             group["lr"] = train_config.lr
         if state.epochs_without_improvement >= train_config.patience:  # it had already stopped early
@@ -266,11 +328,8 @@ def _train(model_config, train_config, out, resume, data, spec, world, device, p
             ], device)
             step_loss = step_sums[0] / len(batch)  # the mean over the (global) batch
             if not math.isfinite(step_loss):
-                raise TrainingDivergedError(
-                    f"training diverged: the loss is {step_loss} at epoch {epoch}, step {step}; "
-                    f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; "
-                    "try a lower --lr or --normalize-gradients"
-                )
+                raise _diverged(f"the loss is {step_loss}", f"epoch {epoch}, step {step}", state, out,
+                                "try a lower --lr or --normalize-gradients")
             loss = distributed.shard_loss(out_step.loss, lambda: -(out_step.reconstruction - beta * out_step.kl),
                                           len(local), len(batch), world.size)
             optimizer.zero_grad(set_to_none=True)
@@ -284,14 +343,15 @@ def _train(model_config, train_config, out, resume, data, spec, world, device, p
                 progress(Progress(epoch, train_config.epochs, step, steps, step_loss, beta))
 
         def end_epoch() -> tuple[dict, _State, bool, bool]:
-            """Validate, record, checkpoint; whether to stop early or because asked (rank 0 only)."""
+            """Validate, record, commit; whether to stop early or because asked (rank 0 only).
+
+            Order matters for a kill at any instant (see the module docstring): history and
+            snapshot, then the commit (last.safetensors), then the best weights."""
             model.eval()
             val = elbo_terms(model, data.x_val)
             if not math.isfinite(val["loss"]):
-                raise TrainingDivergedError(
-                    f"training diverged: the validation loss is {val['loss']} at epoch {epoch}; "
-                    f"the last good checkpoint (epoch {state.best_epoch}) is kept in {out}; try a lower --lr"
-                )
+                raise _diverged(f"the validation loss is {val['loss']}", f"epoch {epoch}", state, out,
+                                "try a lower --lr")
             record = {
                 "epoch": epoch,
                 "beta": beta,
@@ -307,19 +367,22 @@ def _train(model_config, train_config, out, resume, data, spec, world, device, p
             }
             history.append(record)
             state.epoch = epoch
-            if val["loss"] < state.best_val_loss:
+            improved = val["loss"] < state.best_val_loss
+            if improved:
                 state.best_val_loss, state.best_epoch = val["loss"], epoch
                 state.epochs_without_improvement = 0
-                ckpt.save_weights(out, model)
             elif epoch > train_config.warmup:
                 state.epochs_without_improvement += 1
-            _save_last(out, model, optimizer, state, history)
-            if progress:
-                progress(Progress(epoch, train_config.epochs, steps, steps, record["train_loss"], beta, record))
             early = state.epochs_without_improvement >= train_config.patience
             asked = not early and should_stop is not None and should_stop()
+            atomic_write_json(out / ckpt.HISTORY_FILE, history)
             if snapshots.is_due(epoch, train_config.snapshot_every, early or asked or epoch == train_config.epochs):
                 snapshots.save_snapshot(out, epoch, model)  # for the dashboard's training replay
+            _save_last(out, model, optimizer, state)
+            if improved:
+                ckpt.save_weights(out, model, epoch=epoch)
+            if progress:
+                progress(Progress(epoch, train_config.epochs, steps, steps, record["train_loss"], beta, record))
             return record, state, early, asked
 
         # rank 0 decides; the others receive its record, counters and decisions, so all stop together
