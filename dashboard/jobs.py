@@ -41,7 +41,7 @@ from vae_core.data import DatasetSplits, get_spec, load_dataset
 from vae_core.errors import CheckpointError, VampvizError
 from vae_core.evaluate import DEFAULT_SAMPLES, evaluate
 from vae_core.locking import acquire_lock, release_lock
-from vae_core.train import Progress, TrainConfig, resolve_device, train
+from vae_core.train import Progress, TrainConfig, check_output_folder, resolve_device, train
 
 ACTIVE_STATES = ("running", "evaluating", "stopping")
 EVAL_MAX_IMAGES = 1000  # test images evaluated after training (all of digits' 360; a sample of larger sets)
@@ -206,10 +206,11 @@ class JobRegistry:
             try:
                 if resume and not (out / ckpt.LAST_FILE).is_file():
                     raise CheckpointError(f"{out} has no resume state ({ckpt.LAST_FILE}); start a new run instead")
-                if not resume and (out / ckpt.CONFIG_FILE).is_file():
-                    raise CheckpointError(f"{out} already holds a checkpoint: resume it or pick another folder name")
+                check_output_folder(out, model_config, resume)
+                state = ckpt.read_train_state(out) if resume else None
                 saved = out / ckpt.HISTORY_FILE
-                job = _Job(out, model_config, train_config, ckpt.read_json(saved) if resume and saved.is_file() else [])
+                history = ckpt.read_json(saved)[: state["history_length"]] if state and saved.is_file() else []
+                job = _Job(out, model_config, train_config, history)
                 job.thread = threading.Thread(target=_run, args=(job, resume, data, lock, threads), daemon=True,
                                               name=f"train {out.name}")
                 job.thread.start()

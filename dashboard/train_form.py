@@ -61,8 +61,9 @@ def saved_configs(out: str | Path, epochs: int | None = None) -> tuple[ModelConf
 def trained_epochs(out: str | Path) -> int:
     """Epochs a checkpoint folder has been trained for (from its resume state, else its history)."""
     out = Path(out)
-    if (out / ckpt.TRAIN_STATE_FILE).is_file():
-        return int(ckpt.read_json(out / ckpt.TRAIN_STATE_FILE).get("epoch", 0))
+    state = ckpt.read_train_state(out)
+    if state is not None:
+        return state["epoch"]
     return len(ckpt.read_json(out / ckpt.HISTORY_FILE)) if (out / ckpt.HISTORY_FILE).is_file() else 0
 
 

@@ -18,7 +18,7 @@ from . import embedded, projections
 from .errors import CheckpointError
 from .evaluate import posterior_means
 
-RESUME_FILES = ("last.safetensors", "train_state.json")
+RESUME_FILES = (ckpt.LAST_FILE,)
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
