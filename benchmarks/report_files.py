@@ -52,7 +52,7 @@ def template_blocks(name: str) -> dict[str, Template]:
     return {key: Template(text.rstrip("\n")) for key, text in zip(parts[1::2], parts[2::2])}
 
 
-def fill(name: str, block: str, **values) -> str:
+def fill(name: str, block: str, /, **values) -> str:
     """Block `block` of template `name` with its placeholders filled from `values` (str() of each)."""
     template = template_blocks(name)[block]
     assert template.is_valid(), f"template {name}.md, block {block}: a '$' that names no placeholder (write $$)"

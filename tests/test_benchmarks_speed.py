@@ -1,15 +1,21 @@
-"""benchmarks/authors_reference.py against vae_core, and the optimiser it times."""
+"""benchmarks/speed.py: the authors' re-implementation against vae_core, the optimiser it times,
+and the measurements end to end on a tiny model, down to the rendered report."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import tiny_config
 
 from benchmarks import authors_reference as authors
+from benchmarks import speed_records, speed_report, speed_runner
+from benchmarks.speed_runner import threads
 from vae_core.evaluate import log_likelihood
 from vae_core.models import build_model
 
@@ -98,3 +104,101 @@ def test_the_authors_training_loop_trains(pair, images):
     assert authors.train_epoch(reference, optimizer, loader, 1.0, torch.device("cpu"), max_steps=1) == 1
     changed = [name for name, value in reference.state_dict().items() if not torch.equal(value, before[name])]
     assert set(changed) == set(before)  # every parameter moved
+
+
+@pytest.fixture
+def tiny_benchmark(monkeypatch):
+    """speed_runner's children on a tiny model: 40 images of 8 x 8, S = 40, small matmuls."""
+    def build(device, seed=0):
+        torch.manual_seed(seed)
+        return build_model(tiny_config(prior="vampprior", components=6)).to(device)
+
+    monkeypatch.setattr(speed_runner, "build", build)
+    monkeypatch.setattr(speed_runner, "N_TRAIN", 40)
+    monkeypatch.setattr(speed_runner, "IMAGE_SHAPE", (1, 8, 8))
+    monkeypatch.setattr(speed_runner, "SAMPLES", 40)
+    monkeypatch.setattr(speed_runner, "AUTHORS_LL_BATCH", 10)
+    monkeypatch.setattr(speed_runner, "MATMUL_SHAPES", [("small", (8, 16, 8)), ("reference", (12, 16, 8))])
+    monkeypatch.setattr(speed_records, "REFERENCE_SHAPE", (12, 16, 8))
+
+
+def measure(quick: bool) -> dict:
+    """Every child of a run (torch.compile's faked: compiling takes tens of seconds)."""
+    device = torch.device("cpu")
+    args = SimpleNamespace(quick=quick, dataset="random", data_dir=None, rounds=1, eval_points=2, authors_points=1)
+    train = speed_runner.child_train(args, device)
+    evaluation = speed_runner.child_eval(args, device)
+    memory = {what: speed_runner.child_memory(SimpleNamespace(**vars(args), memory=what), device)
+              for what in speed_runner.MEMORY_WORKLOADS}
+    compiled = None if quick else {"compile_seconds": 30.0, "eager": 1.0, "compiled": 0.9}
+    return {"train": train, "compiled": compiled, "evaluation": evaluation, "memory": memory}
+
+
+INFO = {"cpu": "Test CPU", "cores": 2, "torch": torch.__version__, "threads": 2, "device": "cpu",
+        "date": "2026-12-01T00:00:00+00:00", "load_average_start": [2.0, 2.0, 2.0], "load_average_end": [2.1, 2.0, 2.0],
+        "note": "two training processes were running"}
+
+
+def rendered(measured: dict, quick: bool) -> tuple[dict, str]:
+    figures = speed_records.derive(INFO, measured["train"], measured["compiled"], measured["evaluation"],
+                                   measured["memory"], "quick" if quick else "full")
+    return figures, speed_report.render(figures, INFO, quick)
+
+
+def assert_filled(text: str) -> None:
+    assert "$" not in text, re.findall(r".{20}\$.{20}", text)  # no placeholder left, none escaped by mistake
+
+
+def test_a_quick_run_measures_ours_beside_the_authors_and_reports_it(tiny_benchmark):
+    with threads(1):
+        figures, text = rendered(measure(quick=True), quick=True)
+    assert_filled(text)
+    keys = [v["key"] for v in figures["train"]["variants"]]
+    assert keys[:2] == ["baseline", "authors"] and "split_gates" not in keys
+    train, evaluation = figures["train"], figures["eval"]
+    assert train["authors_ratio"] == pytest.approx(
+        train["authors"]["seconds_per_epoch"] / train["base"]["seconds_per_epoch"])
+    assert train["authors"]["flops_per_epoch"] > 0 and evaluation["authors_flops_per_point"] > 0
+    assert f"faster than the authors' training loop ({train['authors']['seconds_per_epoch']:.2f} s/epoch)" in text
+    assert text.startswith(speed_report.MD_START) and text.endswith(speed_report.MD_END)
+    assert "While it ran: two training processes were running." in text
+    assert "one core" not in text  # one thread already: no separate one-core figures
+    metrics = {(r["benchmark"], r["metric"]) for r in figures["records"]}
+    assert {("train", "speedup_vs_authors"), ("log_likelihood", "speedup_vs_authors")} <= metrics
+
+
+def test_a_full_run_reports_every_lever_and_the_one_core_figures(tiny_benchmark, monkeypatch):
+    """Every lever measured; the one-thread figures, which a run on several threads adds, are
+    copied in from the one-thread run (two threads on a busy 2-core machine take seconds a step)."""
+    counts = itertools.count(10**6, 10**6)  # FLOPs faked: the quick run counts them
+    monkeypatch.setattr(speed_runner, "count_flops", lambda fn: next(counts))
+    with threads(1):
+        measured = measure(quick=False)
+    variants = {v["key"]: v for v in measured["train"]["variants"]}
+    assert {"batch200", "batch1000", "unfused_adam", "split_gates", "threads2"} <= set(variants)
+    measured["train"]["variants"] += [variants["baseline"] | {"key": "threads1", "threads": 1},
+                                      variants["authors"] | {"key": "authors_threads1", "threads": 1}]
+    evaluation = measured["evaluation"]
+    evaluation["one_thread_evaluator_cpu_seconds_per_point"] = evaluation["evaluator_cpu_seconds_per_point"]
+    evaluation["one_thread_authors_cpu_seconds_per_point"] = evaluation["authors_cpu_seconds_per_point"]
+    figures, text = rendered(measured, quick=False)
+    assert_filled(text)
+    for phrase in ("(c) torch.compile(model)", "(f) h and g of each gated layer as two matmuls", "of the one-core bound",
+                   "The authors' loop on one thread", "Where a step of ours spends its time", "always in float64",
+                   "`max_rows`", "one core, robust to other jobs (1 thread, CPU time): our evaluator",
+                   "the authors' evaluation, 1 point", "faster than the authors' loop"):
+        assert phrase in text, phrase
+    assert figures["eval"]["one_core"]["speedup"] > 0
+
+
+def test_a_failed_child_is_reported_not_raised(tiny_benchmark):
+    with threads(1):
+        measured = measure(quick=True)
+    measured["evaluation"] = {"error": "timed out after 900 s"}
+    measured["memory"]["eval"] = {"error": "exit 1: boom"}
+    _, text = rendered(measured, quick=True)
+    assert_filled(text)
+    assert "Log-likelihood benchmark failed: timed out after 900 s" in text and "failed: exit 1: boom" in text
+    measured["train"] = {"error": "exit 1: no memory"}
+    _, text = rendered(measured, quick=True)
+    assert "Training benchmark failed: exit 1: no memory" in text and "### Against the targets" not in text
