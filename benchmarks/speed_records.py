@@ -81,7 +81,9 @@ def _training(train: dict, compiled: dict | None, peak: float, peak1: float | No
             record("train", "speedup_vs_baseline", compiled["speedup"], "ratio", variant="compile",
                    seconds_per_epoch=compiled["compiled"], eager_seconds_per_epoch=compiled["eager"],
                    compile_seconds=compiled["compile_seconds"])
-    ours1, theirs1 = variants.get("threads1"), variants.get("authors_threads1")
+    one_thread = base["threads"] == 1  # then ours and the authors' rows are one thread's already
+    ours1 = variants.get("threads1") or (base if one_thread else None)
+    theirs1 = variants.get("authors_threads1") or (theirs if one_thread else None)
     if peak1 and ours1:
         bound1 = base["flops_per_epoch"] / (peak1 * 1e9)
         t["one_core"] = {"peak": peak1, "bound": bound1, "cpu_seconds": ours1["cpu_seconds_per_epoch"],

@@ -431,7 +431,10 @@ def child_eval(args, device: torch.device) -> dict:
     result["authors_seconds_per_point"] = authors_seconds / authors_points
     result["authors_samples"] = [run[0] / authors_points for run in authors_runs]
     result["authors_cpu_seconds_per_point"] = authors_cpu / authors_points
-    if device.type == "cpu" and torch.get_num_threads() != 1:  # one thread, CPU time: robust to other jobs
+    if device.type == "cpu" and torch.get_num_threads() == 1:  # the figures above are one thread's already
+        result["one_thread_evaluator_cpu_seconds_per_point"] = result["evaluator_cpu_seconds_per_point"]
+        result["one_thread_authors_cpu_seconds_per_point"] = result["authors_cpu_seconds_per_point"]
+    elif device.type == "cpu":  # one thread, CPU time: robust to other jobs
         with threads(1):
             few = max(1, min(points, 2 if args.quick else 10))
             result["one_thread_evaluator_cpu_seconds_per_point"] = timed(lambda: ours(few), device)[2] / few

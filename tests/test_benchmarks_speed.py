@@ -162,7 +162,7 @@ def test_a_quick_run_measures_ours_beside_the_authors_and_reports_it(tiny_benchm
     assert f"faster than the authors' training loop ({train['authors']['seconds_per_epoch']:.2f} s/epoch)" in text
     assert text.startswith(speed_report.MD_START) and text.endswith(speed_report.MD_END)
     assert "While it ran: two training processes were running." in text
-    assert "one core" not in text  # one thread already: no separate one-core figures
+    assert "of the one-core bound" in text and "our evaluator" in text  # one thread: its figures are one core's
     metrics = {(r["benchmark"], r["metric"]) for r in figures["records"]}
     assert {("train", "speedup_vs_authors"), ("log_likelihood", "speedup_vs_authors")} <= metrics
 
@@ -202,3 +202,16 @@ def test_a_failed_child_is_reported_not_raised(tiny_benchmark):
     measured["train"] = {"error": "exit 1: no memory"}
     _, text = rendered(measured, quick=True)
     assert "Training benchmark failed: exit 1: no memory" in text and "### Against the targets" not in text
+
+
+def test_a_run_whose_benchmarks_failed_leaves_the_results_alone(tmp_path, monkeypatch):
+    from benchmarks import speed
+
+    results_md, results_json = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    results_md.write_text("# Benchmarks\n\ncommitted\n")
+    results_json.write_text("[]\n")
+    monkeypatch.setattr(speed, "RESULTS_MD", results_md)
+    monkeypatch.setattr(speed, "RESULTS_JSON", results_json)
+    monkeypatch.setattr(speed, "spawn", lambda *args, **kwargs: {"error": "timed out after 900 s"})
+    assert speed.main(["--no-compile"]) == 1
+    assert results_md.read_text() == "# Benchmarks\n\ncommitted\n" and results_json.read_text() == "[]\n"
