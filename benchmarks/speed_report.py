@@ -32,7 +32,7 @@ def x(value: float) -> str:
     return f"{value:.2f}x"
 
 
-def render(figures: dict, info: dict, quick: bool) -> str:
+def render(figures: dict, info: dict) -> str:
     """The whole section, markers included."""
     targets, parts = [], []
     train, evaluation = figures["train"], figures["eval"]
@@ -40,7 +40,7 @@ def render(figures: dict, info: dict, quick: bool) -> str:
         parts.append(f"Training benchmark failed: {train['error']}")
     else:
         targets.append(_target_training(train))
-        parts += [_matmul(train), _training(train, info, quick)]
+        parts += [_matmul(train), _training(train)]
     if "error" in evaluation:
         parts.append(f"Log-likelihood benchmark failed: {evaluation['error']}")
     else:
@@ -49,12 +49,12 @@ def render(figures: dict, info: dict, quick: bool) -> str:
     parts.append(_memory(figures["memory"], info))
     if targets:
         parts.insert(0, fill(TEMPLATE, "targets", lines="\n".join(targets)))
-    return "\n\n".join([MD_START + "\n" + _header(info, quick), *parts, MD_END])
+    return "\n\n".join([MD_START + "\n" + _header(info), *parts, MD_END])
 
 
-def _header(info: dict, quick: bool) -> str:
-    return fill(TEMPLATE, "header", flags=" --quick" if quick else "", cpu=info["cpu"], cores=info["cores"],
-                threads=info["threads"], torch=info["torch"],
+def _header(info: dict) -> str:
+    return fill(TEMPLATE, "header", flags=f" {info['flags']}" if info.get("flags") else "", cpu=info["cpu"],
+                cores=info["cores"], threads=count(info["threads"], "torch thread"), torch=info["torch"],
                 device=info["device"] + (f" ({info['gpu']})" if "gpu" in info else ""), date=info["date"],
                 load_start=info.get("load_average_start"), load_end=info.get("load_average_end"),
                 note=f" While it ran: {info['note'].rstrip('.')}." if info.get("note") else "")
@@ -92,7 +92,7 @@ def _matmul(t: dict) -> str:
     return fill(TEMPLATE, "matmul", rows="\n".join(rows), peak=f"{t['peak']:.1f}")
 
 
-def _training(t: dict, info: dict, quick: bool) -> str:
+def _training(t: dict) -> str:
     base, theirs = t["base"], t["authors"]
     rows = [f"| {v['name']} | {v['seconds_per_epoch']:.3f} | {x(v['speedup'])} | {v['flops_per_epoch'] / 1e9:.1f} "
             f"| {v['own_fraction']:.0%} |" for v in t["variants"]]

@@ -142,7 +142,7 @@ INFO = {"cpu": "Test CPU", "cores": 2, "torch": torch.__version__, "threads": 2,
 def rendered(measured: dict, quick: bool) -> tuple[dict, str]:
     figures = speed_records.derive(INFO, measured["train"], measured["compiled"], measured["evaluation"],
                                    measured["memory"], "quick" if quick else "full")
-    return figures, speed_report.render(figures, INFO, quick)
+    return figures, speed_report.render(figures, INFO | {"flags": "--quick" if quick else ""})
 
 
 def assert_filled(text: str) -> None:
@@ -162,6 +162,7 @@ def test_a_quick_run_measures_ours_beside_the_authors_and_reports_it(tiny_benchm
     assert f"faster than the authors' training loop ({train['authors']['seconds_per_epoch']:.2f} s/epoch)" in text
     assert text.startswith(speed_report.MD_START) and text.endswith(speed_report.MD_END)
     assert "While it ran: two training processes were running." in text
+    assert "`python benchmarks/speed.py --quick` on Test CPU (2 cores, 2 torch threads)" in text
     assert "of the one-core bound" in text and "our evaluator" in text  # one thread: its figures are one core's
     metrics = {(r["benchmark"], r["metric"]) for r in figures["records"]}
     assert {("train", "speedup_vs_authors"), ("log_likelihood", "speedup_vs_authors")} <= metrics
@@ -213,5 +214,6 @@ def test_a_run_whose_benchmarks_failed_leaves_the_results_alone(tmp_path, monkey
     monkeypatch.setattr(speed, "RESULTS_MD", results_md)
     monkeypatch.setattr(speed, "RESULTS_JSON", results_json)
     monkeypatch.setattr(speed, "spawn", lambda *args, **kwargs: {"error": "timed out after 900 s"})
+    assert speed.shown_flags(["--quick", "--note", "busy", "--threads", "1", "--note=x y"]) == "--quick --threads 1"
     assert speed.main(["--no-compile"]) == 1
     assert results_md.read_text() == "# Benchmarks\n\ncommitted\n" and results_json.read_text() == "[]\n"
