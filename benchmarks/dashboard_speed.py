@@ -32,12 +32,11 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- dashboard:start -->", "<!-- dashboard:end -->"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.report_files import cpu_name, replace_section  # noqa: E402
+from benchmarks.report_files import RESULTS_MD, cpu_name, replace_section  # noqa: E402
 
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -165,7 +164,7 @@ def table(rows: list[tuple[str, str]]) -> str:
 
 
 def write_section(text: str) -> None:
-    replace_section(RESULTS, START, END, f"{START}\n{text}\n{END}")
+    replace_section(RESULTS_MD, START, END, f"{START}\n{text}\n{END}")
 
 
 def main() -> None:
@@ -219,7 +218,7 @@ def main() -> None:
                   f"{umap['cached']['points']} test points, with the pseudo-inputs and 500 prior samples "
                   "transformed at fit time).")
     write_section(notes)
-    print(f"\nwrote the dashboard section of {RESULTS.relative_to(ROOT)}")
+    print(f"\nwrote the dashboard section of {RESULTS_MD.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,27 @@
-"""What the benchmark scripts share: the CPU's name, and their two result files (one marked section
-of RESULTS.md each, and the records of one "kind" each in results.json), replaced atomically so
-that the other scripts' parts are kept."""
+"""What the benchmark scripts share: the machine's description, their two result files (one marked
+section of RESULTS.md each, and the records of one "kind" each in results.json), replaced
+atomically so that the other scripts' parts are kept, and the Markdown templates of their reports.
+
+A template file, benchmarks/templates/<name>.md, holds named blocks, each opened by a line
+`<!-- block: NAME -->`; a block is a `string.Template` whose `$placeholders` are filled by `fill`,
+which refuses a missing value and a value no placeholder asks for.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import platform
+import re
 from pathlib import Path
+from string import Template
+
+BENCHMARKS = Path(__file__).resolve().parent
+RESULTS_JSON = BENCHMARKS / "results.json"
+RESULTS_MD = BENCHMARKS / "RESULTS.md"
+TEMPLATES = BENCHMARKS / "templates"
+BLOCK = re.compile(r"^<!-- block: (\w+) -->\n", re.MULTILINE)
 
 
 def cpu_name() -> str:
@@ -18,6 +33,34 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def describe_device(device) -> str:
+    """A torch device in words: the GPU's name, or the CPU's cores, torch threads and model."""
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads, {cpu_name()})"
+
+
+@functools.cache
+def template_blocks(name: str) -> dict[str, Template]:
+    """The named blocks of benchmarks/templates/<name>.md (trailing blank lines dropped)."""
+    parts = BLOCK.split((TEMPLATES / f"{name}.md").read_text())
+    assert not parts[0].strip(), f"{name}.md: text before its first block marker"
+    return {key: Template(text.rstrip("\n")) for key, text in zip(parts[1::2], parts[2::2])}
+
+
+def fill(name: str, block: str, /, **values) -> str:
+    """Block `block` of template `name` with its placeholders filled from `values` (str() of each)."""
+    template = template_blocks(name)[block]
+    assert template.is_valid(), f"template {name}.md, block {block}: a '$' that names no placeholder (write $$)"
+    wanted = set(template.get_identifiers())
+    missing, unused = wanted - set(values), set(values) - wanted
+    if missing or unused:
+        raise KeyError(f"template {name}.md, block {block}: missing {sorted(missing)}, unused {sorted(unused)}")
+    return template.substitute({key: str(value) for key, value in values.items()})
 
 
 def write_text(path: Path, text: str) -> None:

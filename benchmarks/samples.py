@@ -36,12 +36,18 @@ if str(ROOT) not in sys.path:
 import numpy as np
 import torch
 
-from benchmarks.report_files import recorded, replace_records, replace_section
-from benchmarks.reproduce import (
+from benchmarks.report_files import (
+    RESULTS_JSON,
+    RESULTS_MD,
+    describe_device,
+    recorded,
+    replace_records,
+    replace_section,
+)
+from benchmarks.reproduce_grid import (
     DATASETS,
     GRID,
     SORTED_TEST_SETS,
-    describe_device,
     run_name,
     test_points,
 )
@@ -52,8 +58,6 @@ from vae_core.files import atomic_write_bytes
 from vae_core.imaging import image_grid, png_bytes
 from vae_core.train import resolve_device
 
-RESULTS_JSON = ROOT / "benchmarks" / "results.json"
-RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
 FIGURES = ROOT / "benchmarks" / "figures"
 SECTION_START = "<!-- samples:start -->"
 SECTION_END = "<!-- samples:end -->"

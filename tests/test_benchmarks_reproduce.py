@@ -9,16 +9,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import reproduce
+from benchmarks import reproduce, reproduce_report
+from benchmarks.reproduce_grid import DATASETS
+from benchmarks.reproduce_records import KIND, compare, gain_stderr, write_results_json
+from benchmarks.reproduce_report import (
+    SECTION_END,
+    SECTION_START,
+    budget_check,
+    claim_rows,
+    claim_summary,
+    write_results_md,
+)
 
 
 def record(prior: str, per_point: np.ndarray | None, dataset: str = "caltech101", model: str = "vae",
            active: int = 40, **extra) -> dict:
     """A reproduction record as collect_records builds it, for `per_point` test log-likelihoods."""
     values = per_point if per_point is not None else np.full(100, -120.0)
-    unit = reproduce.DATASETS[dataset]["unit"]
+    unit = DATASETS[dataset]["unit"]
     rec = {
-        "kind": reproduce.KIND, "dataset": dataset, "model": model, "prior": prior,
+        "kind": KIND, "dataset": dataset, "model": model, "prior": prior,
         "log_likelihood": float(values.mean()),
         "log_likelihood_stderr": float(values.std(ddof=1) / math.sqrt(len(values))),
         "elbo": float(values.mean()) - 10, "active_units": {"z": active}, "epochs": 100, "best_epoch": 60,
@@ -45,16 +55,16 @@ def test_paired_error_is_the_spread_of_the_differences(paired):
     standard, vamp = paired
     a, b = record("vampprior", vamp), record("standard", standard)
     expected = np.std(vamp - standard, ddof=1) / math.sqrt(len(vamp))
-    assert reproduce._gain_stderr(a, b) == pytest.approx(expected)
+    assert gain_stderr(a, b) == pytest.approx(expected)
     unpaired = math.hypot(a["log_likelihood_stderr"], b["log_likelihood_stderr"])
-    assert reproduce._gain_stderr(a, b) < unpaired / 10  # the images' spread cancels
+    assert gain_stderr(a, b) < unpaired / 10  # the images' spread cancels
 
 
 def test_without_per_point_values_the_error_is_unpaired(paired):
     standard, vamp = paired
     a, b = record("vampprior", vamp), record("standard", standard)
     del b["_per_point"]
-    assert reproduce._gain_stderr(a, b) == pytest.approx(math.hypot(a["log_likelihood_stderr"],
+    assert gain_stderr(a, b) == pytest.approx(math.hypot(a["log_likelihood_stderr"],
                                                                     b["log_likelihood_stderr"]))
 
 
@@ -63,15 +73,15 @@ def test_paired_error_in_bits_per_dim_for_frey_faces(paired):
     a = record("vampprior", vamp, dataset="freyfaces")
     b = record("standard", standard, dataset="freyfaces")
     nats = np.std(vamp - standard, ddof=1) / math.sqrt(len(vamp))
-    assert reproduce._gain_stderr(a, b) == pytest.approx(nats / (560 * math.log(2)))
+    assert gain_stderr(a, b) == pytest.approx(nats / (560 * math.log(2)))
 
 
 def test_a_consistent_one_nat_gain_is_beyond_noise_when_paired(paired):
     standard, vamp = paired
     records = [record("standard", standard, active=30), record("vampprior", vamp, active=38)]
-    (pair,) = reproduce.compare(records, "vampprior")
+    (pair,) = compare(records, "vampprior")
     assert pair["paired"] and pair["gain"] == pytest.approx(1.0, abs=0.3) and pair["gain"] > pair["noise"]
-    (row,) = reproduce.claim_rows(records)
+    (row,) = claim_rows(records)
     assert row[1].startswith("**holds**:") and "unpaired" not in row[1]
     assert row[2].startswith("**holds**: 38 vs 30")
 
@@ -79,15 +89,15 @@ def test_a_consistent_one_nat_gain_is_beyond_noise_when_paired(paired):
 def test_different_budgets_are_not_compared(paired):
     standard, vamp = paired
     records = [record("standard", standard), record("vampprior", vamp, epoch_budget=50)]
-    (pair,) = reproduce.compare(records, "vampprior")
+    (pair,) = compare(records, "vampprior")
     assert pair["skip"] == "trained with different budgets; not compared"
 
 
 def test_results_json_keeps_other_kinds_and_drops_per_point_values(tmp_path, paired):
     path = tmp_path / "results.json"
     speed = {"kind": "speed", "metric": "x", "value": 1}
-    path.write_text(json.dumps([speed, {"kind": reproduce.KIND, "stale": True}]))
-    reproduce.write_results_json([record("vampprior", paired[1])], path)
+    path.write_text(json.dumps([speed, {"kind": KIND, "stale": True}]))
+    write_results_json([record("vampprior", paired[1])], path)
     written = json.loads(path.read_text())
     assert written[0] == speed and len(written) == 2
     assert written[1]["prior"] == "vampprior" and not any(k.startswith("_") for k in written[1])
@@ -95,47 +105,46 @@ def test_results_json_keeps_other_kinds_and_drops_per_point_values(tmp_path, pai
 
 def test_report_section_replaces_only_its_markers(tmp_path, paired):
     path = tmp_path / "RESULTS.md"
-    path.write_text(f"# Benchmarks\n\nkept above\n\n{reproduce.SECTION_START}\nold\n{reproduce.SECTION_END}\n\nkept below\n")
+    path.write_text(f"# Benchmarks\n\nkept above\n\n{SECTION_START}\nold\n{SECTION_END}\n\nkept below\n")
     records = [record("standard", paired[0]), record("vampprior", paired[1])]
-    reproduce.write_results_md(records, path=path)
+    write_results_md(records, path=path)
     text = path.read_text()
     assert "kept above" in text and "kept below" in text and "\nold\n" not in text
-    assert text.count(reproduce.SECTION_START) == 1 and "| Caltech 101 Silhouettes | VAE | vampprior |" in text
+    assert text.count(SECTION_START) == 1 and "| Caltech 101 Silhouettes | VAE | vampprior |" in text
 
 
 def test_budget_check_lists_cells_run_under_another_budget(tmp_path, paired):
     standard, vamp = paired
     main = [record("standard", standard), record("vampprior", vamp)]
     longer = [record("vampprior", vamp + 3.0, warmup=100, epochs=250, epoch_budget=400, best_epoch=200, active=36)]
-    text = reproduce.budget_check(main, longer, Path("runs/other"))
+    text = budget_check(main, longer, Path("runs/other"))
     (row,) = [line for line in text.splitlines() if line.startswith("| Caltech")]
     assert "| vampprior | 1, 100/300, best 60 |" in row and "| 100, 250/400, best 200 |" in row
     assert "| 36 | +3.00 nats (2σ ≈ 0.00) |" in row
-    assert reproduce.budget_check(main, [], None) == ""
+    assert budget_check(main, [], None) == ""
 
 
 def test_claim_summary_says_where_the_standard_prior_switched_units_off(paired):
     standard, vamp = paired
-    text = reproduce.claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=27)])
+    text = claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=27)])
     assert "Claim (1): the VampPrior has the better test LL in 1 of 1 comparisons, 1 of them beyond" in text
     assert "Not confirmed here." in text and "still uses every unit" not in text
     assert "Caltech 101 Silhouettes VAE: 27 with the standard prior, 27 with the VampPrior" in text
-    agrees = reproduce.claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=33)])
+    agrees = claim_summary([record("standard", standard, active=27), record("vampprior", vamp, active=33)])
     assert "The direction agrees with the paper." in agrees and "Not confirmed" not in agrees
 
 
 def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path, monkeypatch, paired):
     """A fresh clone has no runs folder: --report-only (or a one-cell run) must not wipe the table."""
     results_json, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
-    monkeypatch.setattr(reproduce, "RESULTS_JSON", results_json)
-    monkeypatch.setattr(reproduce, "RESULTS_MD", results_md)
-    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce_report, "RESULTS_JSON", results_json)
+    monkeypatch.setattr(reproduce_report, "RESULTS_MD", results_md)
     committed = [record("standard", paired[0]), record("vampprior", paired[1])]
-    reproduce.write_results_json(committed, results_json)
-    reproduce.write_results_md(committed, path=results_md)
+    write_results_json(committed, results_json)
+    write_results_md(committed, path=results_md)
     before = results_json.read_text(), results_md.read_text()
     found: list[dict] = []
-    monkeypatch.setattr(reproduce, "collect_records", lambda runs_dir: found)
+    monkeypatch.setattr(reproduce_report, "collect_records", lambda runs_dir: found)
 
     assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "fresh")]) == 1
     found.append(record("vampprior", paired[1] + 2.0))  # a run of one of the two cells
@@ -150,3 +159,17 @@ def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path,
     del found[1]
     assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "one"), "--replace-report"]) == 0
     assert len(json.loads(results_json.read_text())) == 1
+
+
+def test_a_runs_folder_in_use_is_refused(tmp_path):
+    """Two reproduce.py processes resuming the same runs would interleave their epochs."""
+    from vae_core.locking import acquire_lock, release_lock
+
+    runs = tmp_path / "runs"
+    lock = acquire_lock(runs)  # held by this (live) process
+    try:
+        with pytest.raises(SystemExit, match="is being trained into by process"):
+            reproduce.main(["--runs-dir", str(runs), "--datasets", "caltech101", "--models", "vae",
+                            "--priors", "standard", "--device", "cpu"])
+    finally:
+        release_lock(lock)
