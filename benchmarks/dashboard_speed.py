@@ -67,18 +67,17 @@ UMAP_CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
-from dashboard import latent
-from vae_core import checkpoint
-from vae_core.data import load_dataset
+from dashboard.disk_cache import weights_digest
+from dashboard.projections import latent_projection
+from vae_core import checkpoint, embedded
 from vae_core.evaluate import posterior_means
 model = checkpoint.load(sys.argv[2])
-config, _ = checkpoint.read_config(sys.argv[2])
-layer = latent.prior_layer(model)
-means = posterior_means(model, load_dataset(config.dataset).x_test)[layer]
+layer = model.prior_layer
+means = posterior_means(model, embedded.evaluation_data(sys.argv[2]).x_test)[layer]
 t = time.perf_counter()
-coords, from_disk = latent.latent_projection(model, means, layer, "UMAP", latent.weights_digest(sys.argv[2]))
+coords, origin = latent_projection(sys.argv[2], model, means, layer, "UMAP", weights_digest(sys.argv[2]))
 print(json.dumps({"projection": time.perf_counter() - t, "process": time.perf_counter() - t0,
-                  "from_disk": from_disk, "points": len(coords["points"])}))
+                  "from_disk": origin != "computed", "origin": origin, "points": len(coords["points"])}))
 """
 
 

@@ -370,7 +370,8 @@ def child_loglik(settings: dict, device: torch.device) -> dict:
 
 def dashboard_timings(model, x_test, x_train, device: torch.device) -> dict:
     """Seconds of each computation, twice: the first call also pays for kernels and caches."""
-    from dashboard import gallery, latent
+    from dashboard import gallery, prior_posterior
+    from vae_core import projections
     from vae_core.evaluate import posterior_means
 
     state: dict = {}
@@ -380,13 +381,13 @@ def dashboard_timings(model, x_test, x_train, device: torch.device) -> dict:
 
     computations = {
         "posterior means of the test set": means,
-        "PCA map with component means and 500 prior samples": lambda: latent.project(
-            state["means"], "PCA", {"components": latent.component_means(model),
-                                    "prior_samples": latent.sample_prior(model, 500)}),
+        "PCA map with component means and 500 prior samples": lambda: projections.project(
+            state["means"], "PCA", {"components": projections.component_means(model),
+                                    "prior_samples": projections.sample_prior(model, 500)}),
         "Pseudo-inputs analysis (responsibilities, order, 8 nearest training images)": lambda: gallery.analyse_mixture(
             model, state["means"], x_train, 8),
         "64 prior samples decoded": lambda: gallery.prior_samples(model, 64, 0),
-        "KL(q(z) || p(z)) on 2,000 test images": lambda: latent.estimate_aggregated_kl(model, x_test),
+        "KL(q(z) || p(z)) on 2,000 test images": lambda: prior_posterior.estimate_aggregated_kl(model, x_test),
     }
     timings = {}
     for label, compute in computations.items():

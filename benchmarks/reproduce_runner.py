@@ -63,10 +63,9 @@ def settings(model_config: ModelConfig, train_config: TrainConfig, samples: int,
 
 def training_finished(out: Path, train_config: TrainConfig) -> bool:
     """Whether the folder's training reached its budget or stopped early (no more epochs to run)."""
-    path = out / ckpt.TRAIN_STATE_FILE
-    if not path.is_file() or not (out / ckpt.WEIGHTS_FILE).is_file():
+    state = ckpt.read_train_state(out)
+    if state is None or not (out / ckpt.WEIGHTS_FILE).is_file():
         return False
-    state = ckpt.read_json(path)
     return state["epoch"] >= train_config.epochs or state["epochs_without_improvement"] >= train_config.patience
 
 
@@ -133,7 +132,7 @@ def run_one(args, index: int, total: int, dataset: str, model: str, prior: str, 
     metrics = evaluate(model_obj, x_test, args.samples, get_spec(dataset).input_type, progress=eval_progress,
                        per_point=True)
     train_seconds = sum(r["seconds"] for r in history)
-    state = ckpt.read_json(out / ckpt.TRAIN_STATE_FILE)
+    state = ckpt.read_train_state(out)
     metrics["reproduce"] = {
         "settings": wanted,
         "epochs": len(history),
