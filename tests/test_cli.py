@@ -468,3 +468,28 @@ def test_info_names_the_state_of_a_folder_without_weights(trained, tmp_path, cap
     assert code == 0 and "state: incomplete" in out
     with held_lock(copy, os.getppid()):
         assert "state: training" in run(["info", copy], capsys)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Making a checkpoint shippable: embed-sample, project, compact
+
+
+@pytest.mark.slow  # `project` fits UMAP
+def test_embed_project_compact_make_a_self_contained_checkpoint(tmp_path, capsys):
+    out = tmp_path / "ship"
+    assert cli.main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    code, text, _ = run(["embed-sample", out, "--test", "50", "--train", "30"], capsys)
+    assert code == 0 and "embedded 50 test and 30 training images" in text
+    code, text, _ = run(["project", out], capsys)
+    assert code == 0 and (out / "projections.safetensors").is_file()
+    code, text, _ = run(["compact", out], capsys)
+    assert code == 0 and "resume state removed" in text and not (out / "last.safetensors").exists()
+    code, text, _ = run(["info", out], capsys)
+    assert code == 0
+
+
+def test_shipping_commands_refuse_bad_folders_in_one_line(tmp_path, capsys):
+    assert_one_line_error(*run(["embed-sample", tmp_path / "missing"], capsys)[::2], "no such checkpoint folder")
+    assert_one_line_error(*run(["compact", tmp_path / "missing"], capsys)[::2])
+    code, _, err = run(["embed-sample", tmp_path, "--test", "0"], capsys)
+    assert code == 2 and "positive" in err

@@ -17,7 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data as datasets
-from . import paths
+from . import embedded, paths, projections, release
 from .config import ModelConfig
 from .distributed import is_main_process
 from .errors import DatasetError, VampvizError
@@ -96,6 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = commands.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", type=Path)
+
+    m = commands.add_parser("embed-sample", help="embed test and training images in a checkpoint folder, so the "
+                            "dashboard shows it without the dataset")
+    m.add_argument("checkpoint", type=Path)
+    m.add_argument("--test", type=_positive, default=embedded.DEFAULT_TEST, help="test images to embed")
+    m.add_argument("--train", type=_non_negative, default=embedded.DEFAULT_TRAIN, help="training images to embed")
+    m.add_argument("--seed", type=int, default=0, help="which images are chosen")
+    m.add_argument("--data-dir")
+
+    p = commands.add_parser("project", help="precompute the PCA and UMAP maps of a checkpoint's embedded test images")
+    p.add_argument("checkpoint", type=Path)
+
+    c = commands.add_parser("compact", help="drop a checkpoint's resume state and store its weights in float16")
+    c.add_argument("checkpoint", type=Path)
+    c.add_argument("--float32", action="store_true", help="keep float32 weights (only drop the resume state)")
 
     d = commands.add_parser("download", help="download a dataset's files (needs internet)")
     d.add_argument("dataset", choices=sorted(datasets.DATASETS))
@@ -246,11 +261,43 @@ def _download(args) -> None:
     print(f"{args.dataset} is ready: {', '.join(str(p) for p in paths)}")
 
 
+def _embed_sample(args) -> None:
+    path = embedded.write_sample(args.checkpoint, args.test, args.train, args.data_dir, args.seed)
+    sample = embedded.read_sample(args.checkpoint, *_dataset_and_shape(args.checkpoint))
+    print(f"embedded {len(sample.x_test):,} test and {len(sample.x_train):,} training images "
+          f"({path.stat().st_size:,} bytes) in {path}")
+
+
+def _dataset_and_shape(folder: Path) -> tuple[str, tuple[int, ...]]:
+    config, _ = ckpt.read_config(folder)
+    return config.dataset, config.input_shape
+
+
+def _project(args) -> None:
+    from tqdm import tqdm
+
+    config, _ = ckpt.read_config(args.checkpoint)
+    maps = len(config.latent_sizes) * len(projections.PRECOMPUTED_METHODS)
+    with tqdm(desc="project", unit="map", total=maps) as bar:
+        def step(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update(1)
+
+        path = release.precompute_projections(args.checkpoint, progress=step)
+    print(f"wrote {path}")
+
+
+def _compact(args) -> None:
+    sizes = release.compact(args.checkpoint, "float32" if args.float32 else "float16")
+    print(f"{args.checkpoint}: weights {sizes['before']:,} -> {sizes['after']:,} bytes; resume state removed")
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "download": _download}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "embed-sample": _embed_sample,
+            "project": _project, "compact": _compact, "download": _download}
 
 
 def main(argv: list[str] | None = None) -> int:
