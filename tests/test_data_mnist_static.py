@@ -84,3 +84,9 @@ def test_mnist_static_bad_pixels_name_the_file(tmp_path, monkeypatch, bad, expec
     with pytest.raises(DatasetError, match=expected) as info:
         data.load_dataset("mnist-static", tmp_path)
     assert str(tmp_path / mnist_static.MNIST_STATIC_NPZ) in str(info.value)
+
+
+def test_static_test_labels_are_the_canonical_digit_counts_in_order():
+    labels = mnist_static.static_test_labels()
+    assert labels.shape == (10_000,) and labels.dtype == np.int64
+    assert np.all(np.diff(labels) >= 0) and np.bincount(labels).tolist() == list(mnist_static.MNIST_TEST_LABEL_COUNTS)

@@ -81,3 +81,19 @@ def test_real_caltech_file_damaged_is_a_dataset_error(tmp_path):
         with pytest.raises(DatasetError) as info:
             data.load_dataset("caltech101", root)
         assert "\n" not in str(info.value) and str(root / caltech101.CALTECH101_FILE) in str(info.value)
+
+
+def test_real_static_mnist_test_labels_match_the_canonical_mnist_test_set():
+    """Each static test image is the binarisation of the canonical MNIST test image of the same digit
+    in stable digit order: no pixel is on where that image is blank or off where it is full."""
+    root = Path(REAL_DATA_DIR) if REAL_DATA_DIR else None
+    if root is None or not (root / mnist_static.MNIST_STATIC_NPZ).exists() or not data.get_spec("mnist").available(root):
+        pytest.skip(f"static and grey MNIST are not both under ${paths.DATA_DIR_ENV}")
+    static = data.load_dataset("mnist-static", root)
+    grey = data.load_dataset("mnist", root)
+    canonical = data.read_idx(root / "mnist" / "t10k-images-idx3-ubyte.gz")
+    order = np.argsort(grey.y_test, kind="stable")
+    np.testing.assert_array_equal(static.y_test, grey.y_test[order])
+    binary = static.x_test[:, 0] > 0.5
+    impossible = (binary & (canonical[order] == 0)) | (~binary & (canonical[order] == 255))
+    assert not impossible.any(axis=(1, 2)).any()

@@ -19,13 +19,23 @@ MNIST_STATIC_FOLDER = "mnist_static"
 MNIST_STATIC_NPZ = f"{MNIST_STATIC_FOLDER}/binarized_mnist_static.npz"
 MNIST_STATIC_AMAT = tuple(f"{MNIST_STATIC_FOLDER}/binarized_mnist_{s}.amat" for s in ("train", "valid", "test"))
 LAROCHELLE_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+# Digits 0..9 in the canonical MNIST test set. The static test set is that set binarised and stably
+# sorted by digit (Salakhutdinov & Murray's per-class origin; checked pixel by pixel against the
+# canonical images and labels), so its labels are these counts in order.
+MNIST_TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
+
+def static_test_labels() -> np.ndarray:
+    """The digit of each static-MNIST test image: (10,000,) int64, sorted."""
+    return np.repeat(np.arange(10, dtype=np.int64), MNIST_TEST_LABEL_COUNTS)
 
 
 def _load_mnist_static(root: Path) -> DatasetSplits:
     """Static MNIST: the fixed binary images of Larochelle & Murray (2011), split as published.
 
     Paper/original loader: read the three `.amat` files, shuffle the training set, use validation
-    and test as they are; no dynamic binarisation, no labels. Here the shuffle is seeded.
+    and test as they are; no dynamic binarisation, no labels. Here the shuffle is seeded, and the
+    test images get their digits (`static_test_labels`); the training images have none.
     """
     paths = locate("mnist-static", root)
     if len(paths) == 1:
@@ -39,7 +49,8 @@ def _load_mnist_static(root: Path) -> DatasetSplits:
         check_pixels(array, source, binary=True)
     train, val, test = (row_major_images(a, 28, 28) for a in arrays)
     train = train[np.random.default_rng(SPLIT_SEED).permutation(len(train))]
-    return DatasetSplits(x_train=train, x_val=val, x_test=test)
+    labels = static_test_labels()
+    return DatasetSplits(x_train=train, x_val=val, x_test=test, y_test=labels if len(test) == len(labels) else None)
 
 
 def _convert_amat_to_npz(root: Path) -> None:
