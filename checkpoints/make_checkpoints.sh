@@ -64,7 +64,7 @@ digits_model() {  # NAME: built in a staging folder and then swapped in, so no o
   rm -rf "$staging"
   # shellcheck disable=SC2086
   vz train "${DIGITS[@]}" ${DIGITS_MODELS[$name]} --out "$staging"
-  vz compact "$staging" --float16
+  vz compact "$staging"
   vz evaluate "$staging" --samples 5000 --device cpu
   rm -rf "checkpoints/$name"
   mv "$staging" "checkpoints/$name"
@@ -81,7 +81,7 @@ paper_model() {  # NAME: trained (or resumed) in runs/shipped, finished, then mo
     [ -f "$run/config.json" ] && resume=(--resume)
     # shellcheck disable=SC2086
     vz train "${PAPER[@]}" ${PAPER_MODELS[$name]} "${data[@]}" --out "$run" "${resume[@]}"
-    vz compact "$run" --float16
+    vz compact "$run"
   fi
   vz evaluate "$run" --samples 5000 --device cpu "${data[@]}"
   vz embed-sample "$run" --test 2000 --train 5000 "${data[@]}"

@@ -22,13 +22,24 @@ class Entry:
     error: str | None = None
 
     @property
+    def ready(self) -> bool:
+        """Readable and holding weights (not broken, not still in its first epoch, not a killed run)."""
+        return self.info is not None and self.info.state == "ready"
+
+    @property
     def label(self) -> str:
         if self.info is None:
             return f"{self.path.name} (broken)"
+        if not self.ready:
+            return f"{self.path.name} ({self.info.state})"
         c = self.info.config
         latent = "×".join(str(v) for v in c.latent_sizes.values())
         k = f", K={c.components}" if c.has_components else ""
         return f"{c.dataset} · {c.model.upper()} · {c.prior}{k} · z={latent}"
+
+
+PENDING = {"training": "training: no weights until its first epoch ends",
+           "incomplete": "incomplete: a config but no weights (a run killed in its first epoch?)"}
 
 
 def runs_dir() -> Path:
@@ -68,6 +79,8 @@ def summary_row(entry: Entry) -> dict:
     """One row of the Models table."""
     if entry.info is None:
         return {"checkpoint": entry.path.name, "error": entry.error}
+    if not entry.ready:
+        return {"checkpoint": entry.path.name, "error": None, "pending": PENDING[entry.info.state]}
     c, m = entry.info.config, entry.info.metrics
     active = m.get("active_units", {})
     return {

@@ -37,11 +37,13 @@ CURVES = {
 }
 
 
-def models_table(rows: list[dict]) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Split `catalog.summary_row` dicts into a table of readable checkpoints and (name, error) pairs."""
-    good = [{c: row.get(c) for c in TABLE_COLUMNS} for row in rows if not row.get("error")]
+def models_table(rows: list[dict]) -> tuple[pd.DataFrame, list[tuple[str, str]], list[tuple[str, str]]]:
+    """Split `catalog.summary_row` dicts into a table of usable checkpoints, (name, error) pairs of
+    broken folders and (name, state) pairs of folders without weights yet."""
+    good = [{c: row.get(c) for c in TABLE_COLUMNS} for row in rows if not row.get("error") and not row.get("pending")]
     broken = [(row["checkpoint"], row["error"]) for row in rows if row.get("error")]
-    return pd.DataFrame(good, columns=TABLE_COLUMNS), broken
+    pending = [(row["checkpoint"], row["pending"]) for row in rows if row.get("pending")]
+    return pd.DataFrame(good, columns=TABLE_COLUMNS), broken, pending
 
 
 def tables_by_dataset(table: pd.DataFrame) -> dict[str, pd.DataFrame]:

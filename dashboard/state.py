@@ -10,7 +10,7 @@ from vae_core.embedded import EvaluationData
 from vae_core.errors import VampvizError
 
 from .catalog import Entry, checkpoint_dirs, find_checkpoints
-from .loaders import available_devices, evaluation_data
+from .loaders import available_devices, evaluation_data, load_model
 
 
 def user_dir_from_argv(argv: list[str] | None = None) -> str | None:
@@ -77,7 +77,7 @@ def image_scale(scale: int) -> int:
 
 
 def render_sidebar() -> None:
-    found = [e for e in entries() if e.info is not None]
+    found = [e for e in entries() if e.ready]
     for key in SIDEBAR_KEYS:  # a widget not drawn in a run loses its value: make it plain state
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
@@ -106,13 +106,20 @@ def render_sidebar() -> None:
 def current_entry() -> Entry | None:
     """The checkpoint picked in the sidebar, or None (pages then show a hint and stop)."""
     path = st.session_state.get("checkpoint")
-    return next((e for e in entries() if str(e.path) == path and e.info is not None), None)
+    return next((e for e in entries() if str(e.path) == path and e.ready), None)
 
 
 def require_entry() -> Entry:
+    """The sidebar's checkpoint with its model loaded; a one-line error (and the page stops) when its
+    weights cannot be loaded, so one bad folder never breaks a page."""
     entry = current_entry()
     if entry is None:
         st.info("Pick a checkpoint in the sidebar.")
+        st.stop()
+    try:
+        load_model(entry.path, device())
+    except VampvizError as error:
+        st.error(f"{entry.path.name} cannot be loaded: {error}")
         st.stop()
     return entry
 

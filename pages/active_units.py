@@ -23,7 +23,7 @@ st.markdown(
     "the selected model, and the same curve for several models."
 )
 
-same_data = [e for e in entries() if e.info is not None and e.info.config.dataset == config.dataset]
+same_data = [e for e in entries() if e.ready and e.info.config.dataset == config.dataset]
 names = {str(e.path): e.path.name for e in same_data}
 chosen = st.multiselect(f"Checkpoints trained on {config.dataset}", list(names), default=list(names),
                         format_func=names.get, key=f"active_units_models_{config.dataset}")

@@ -26,7 +26,7 @@ st.markdown(
     "latent maps (same axis range, so spreads compare) and their active units on one chart. Under the table, "
     "notes say honestly where these numbers show the claim and where they do not.")
 
-found = [e for e in entries() if e.info is not None]
+found = [e for e in entries() if e.ready]
 by_path = {str(e.path): e for e in found}
 current = by_path.get(st.session_state.get("checkpoint"))
 shipped = sorted((p for p, e in by_path.items() if e.path.name in DEFAULTS), key=lambda p: DEFAULTS.index(by_path[p].path.name))

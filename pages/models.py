@@ -20,7 +20,7 @@ st.markdown(
     "keep more units active (on MNIST the standard prior switches many off; on the tiny 8×8 digits nearly every "
     "unit stays active). Pick a checkpoint in the sidebar to see its details below.")
 
-table, broken = gallery.models_table([summary_row(e) for e in entries()])
+table, broken, pending = gallery.models_table([summary_row(e) for e in entries()])
 if table.empty:
     st.warning("No readable checkpoints found. Train one with `python -m vae_core train ... --out DIR` "
                "and add its folder in the sidebar.")
@@ -34,6 +34,8 @@ else:
         })
 for name, error in broken:
     st.error(f"**{name}** could not be read: {error}")
+for name, state in pending:
+    st.info(f"**{name}** is {state}.")
 
 entry = current_entry()
 if entry is None:

@@ -56,7 +56,7 @@ left.metric("KL(q(z) ‖ p(z)), Monte Carlo", f"{kl:.2f} nats",
             help="One z_n ~ q(z|x_n) per test image; log q(z_n) is the mixture of all N posteriors.")
 rows = [{"checkpoint": e.path.name, "model": e.info.config.model.upper(), "prior": e.info.config.prior_title,
          "KL(q(z) ‖ p(z))": e.info.metrics.get("aggregated_posterior_kl")}
-        for e in entries() if e.info is not None and e.info.config.dataset == config.dataset]
+        for e in entries() if e.ready and e.info.config.dataset == config.dataset]
 right.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—",
                column_config={"KL(q(z) ‖ p(z))": st.column_config.NumberColumn(format="%.2f nats")})
 right.caption("From each checkpoint's metrics.json. Lower means the prior matches where the data is encoded; "

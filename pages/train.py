@@ -125,7 +125,7 @@ with st.expander("⏯️ Resume an earlier run"):
 
 def select_checkpoint(out) -> None:
     """Make the sidebar pick the checkpoint in `out` (its catalog spells paths its own way)."""
-    found = [e for e in entries() if e.info is not None and e.path.resolve() == out]
+    found = [e for e in entries() if e.ready and e.path.resolve() == out]
     if found:
         st.session_state["checkpoint"] = str(found[0].path)
 

@@ -39,13 +39,14 @@ def tiny_models():
 def test_models_table_splits_broken_rows():
     rows = [{"checkpoint": "a", "dataset": "digits", "model": "VAE", "prior": "vampprior", "K": 100,
              "latent": "z=20", "epochs": 3, "test LL": -20.0, "ELBO": -21.0, "active units": "z=12", "error": None},
-            {"checkpoint": "bad", "error": "config.json is corrupt"}]
-    table, broken = gallery.models_table(rows)
+            {"checkpoint": "bad", "error": "config.json is corrupt"},
+            {"checkpoint": "new", "error": None, "pending": "training: no weights yet"}]
+    table, broken, pending = gallery.models_table(rows)
     assert list(table.columns) == gallery.TABLE_COLUMNS
     assert table["checkpoint"].tolist() == ["a"] and table.loc[0, "test LL"] == -20.0
-    assert broken == [("bad", "config.json is corrupt")]
-    empty, none = gallery.models_table([])
-    assert empty.empty and list(empty.columns) == gallery.TABLE_COLUMNS and none == []
+    assert broken == [("bad", "config.json is corrupt")] and pending == [("new", "training: no weights yet")]
+    empty, none, nothing = gallery.models_table([])
+    assert empty.empty and list(empty.columns) == gallery.TABLE_COLUMNS and none == nothing == []
 
 
 @pytest.mark.parametrize("quantity", list(gallery.CURVES))
