@@ -25,7 +25,6 @@ import pytest
 
 from vae_core import data, paths
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -27,13 +26,18 @@ import torch.distributed as dist
 from torch import nn
 
 from tests.page_helpers import ROOT, open_page, shipped
+from tests.ports import free_port
 from tests.test_distributed import _binary_digits, _fixed_noise, _shared_order
 from tests.test_distributions import reference_mixture
 from vae_core import checkpoint as ckpt
 from vae_core import distributed, models
 from vae_core.config import ModelConfig
 from vae_core.data import DatasetSplits
-from vae_core.distributions import FLOAT32_TOLERANCE, gaussian_mixture_log_prob, mixture_responsibilities
+from vae_core.distributions import (
+    FLOAT32_TOLERANCE,
+    gaussian_mixture_log_prob,
+    mixture_responsibilities,
+)
 from vae_core.evaluate import log_likelihood, posterior_means
 from vae_core.models import build_model
 from vae_core.train import TrainConfig, normalize_gradients_, train
@@ -280,10 +284,6 @@ def test_resume_on_another_device(first, second, tmp_path, monkeypatch):
     assert ckpt.load(tmp_path / "resumed", device=first) is not None  # and it loads back where it started
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("device", [on_cuda("cuda", id="cuda"), pytest.param("cpu", id="cpu", marks=pytest.mark.slow)])
@@ -296,7 +296,7 @@ def test_torchrun_with_one_process_trains(device, tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1",
                         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr",
-               "127.0.0.1", "--master_port", str(_free_port()), "-m", "vae_core", "train", "--hidden", "16",
+               "127.0.0.1", "--master_port", str(free_port()), "-m", "vae_core", "train", "--hidden", "16",
                "--latent-dim", "4", "-K", "10", "--epochs", "1", "--device", device, "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -312,7 +312,7 @@ def test_ddp_steps_in_a_process_group_of_one_equal_plain_steps(backend, device, 
     rank's own, so three Adam steps must leave the same weights as three plain steps."""
     monkeypatch.setattr(models, "reparameterize", _fixed_noise)
     device = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1,
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1,
                             **({"device_id": device} if backend == "nccl" else {}))
     try:
         torch.manual_seed(0)

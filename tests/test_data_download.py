@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from tests.data_helpers import (  # noqa: F401
-    FakeResponse, fake_urlopen, isolated_data_dirs, no_network, py2_pickle_of, sha256_checksum, use_plan,
+    FakeResponse,
+    fake_urlopen,
+    isolated_data_dirs,
+    no_network,
+    py2_pickle_of,
+    sha256_checksum,
+    use_plan,
 )  # fmt: skip
 from vae_core import data
 from vae_core.data import freyfaces, mnist

@@ -20,7 +20,12 @@ import pytest
 import scipy.io
 
 from tests.data_helpers import (  # noqa: F401
-    amat_text, binary_rows, isolated_data_dirs, py2_pickle_of, run_in_children, write_idx,
+    amat_text,
+    binary_rows,
+    isolated_data_dirs,
+    py2_pickle_of,
+    run_in_children,
+    write_idx,
 )  # fmt: skip
 from vae_core import data
 from vae_core.data import formats

@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.data_helpers import isolated_data_dirs, py2_pickle_of, run_in_children, use_plan  # noqa: F401
+from tests.data_helpers import (  # noqa: F401
+    isolated_data_dirs,
+    py2_pickle_of,
+    run_in_children,
+    use_plan,
+)
 from vae_core import data
 from vae_core.data import freyfaces
 from vae_core.errors import DatasetError

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from tests.data_helpers import (  # noqa: F401
-    amat_text, binary_rows, fake_urlopen, isolated_data_dirs, sha256_checksum, use_plan,
+    amat_text,
+    binary_rows,
+    fake_urlopen,
+    isolated_data_dirs,
+    sha256_checksum,
+    use_plan,
 )  # fmt: skip
 from vae_core import data
 from vae_core.data import mnist_static

@@ -7,7 +7,12 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.data_helpers import isolated_data_dirs, no_network, write_idx, write_mnist_like  # noqa: F401
+from tests.data_helpers import (  # noqa: F401
+    isolated_data_dirs,
+    no_network,
+    write_idx,
+    write_mnist_like,
+)
 from vae_core import data, paths
 from vae_core.data import caltech101, freyfaces, mnist, mnist_static, omniglot
 from vae_core.errors import DatasetError

@@ -28,7 +28,6 @@ import dataclasses
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import torch
 import torch.multiprocessing as mp
 
 import vae_core.checkpoint as ckpt
+from tests.ports import free_port
 from vae_core import distributed, files, models
 from vae_core.config import ModelConfig
 from vae_core.data import DatasetSplits, load_dataset
@@ -53,10 +53,6 @@ EXPECTED_FILES = {"config.json", "history.json", "last.safetensors", "model.safe
 TIMEOUT_S = 120
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model_config(prior: str) -> ModelConfig:
@@ -121,7 +117,7 @@ def _worker(rank: int, ports: list[int], tmp: str, data: DatasetSplits) -> None:
 
 
 def _spawn(tmp: Path, data: DatasetSplits) -> None:
-    ports = [_free_port() for _ in PRIORS]
+    ports = [free_port() for _ in PRIORS]
     context = mp.start_processes(_worker, args=(ports, str(tmp), data), nprocs=WORLD_SIZE, join=False,
                                  start_method="spawn")
     deadline = time.monotonic() + TIMEOUT_S
@@ -228,7 +224,7 @@ def test_torchrun_cli(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1",
                         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD_SIZE),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "vae_core", "train",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "vae_core", "train",
                "--hidden", "16", "--latent-dim", "4", "-K", "10", "--epochs", "1", "--device", "cpu",
                "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=root,

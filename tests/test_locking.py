@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from vae_core import checkpoint as ckpt
-from vae_core.locking import LOCK_FILE, FolderLocked, acquire_lock, lock_holder, release_lock, training_lock
+from vae_core.locking import (
+    LOCK_FILE,
+    FolderLocked,
+    acquire_lock,
+    lock_holder,
+    release_lock,
+    training_lock,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RACERS = 6

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 from conftest import MODELS, PRIORS, tiny_config
+from safetensors.torch import save_file
 
 from vae_core import checkpoint as ckpt
 from vae_core import files, models

@@ -47,7 +47,7 @@ def _non_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vae_core", description="VAEs with the VampPrior.")
+    parser = argparse.ArgumentParser(prog="vampviz", description="VAEs with the VampPrior.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     t = commands.add_parser("train", help="train a model into a checkpoint folder")
@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = commands.add_parser("compact", help="drop a checkpoint's resume state and store its weights in float16")
     c.add_argument("checkpoint", type=Path)
     c.add_argument("--float32", action="store_true", help="keep float32 weights (only drop the resume state)")
+
+    b = commands.add_parser("dashboard", help="open the Streamlit dashboard (the shipped checkpoints, plus --checkpoints)")
+    b.add_argument("--checkpoints", type=Path, help="another folder of checkpoints to list (and to train into)")
+    b.add_argument("--port", type=_positive, help="the server's port (default: Streamlit's, 8501)")
+    b.add_argument("--headless", action="store_true", help="serve only: open no browser (e.g. on a remote machine)")
 
     d = commands.add_parser("download", help="download a dataset's files (needs internet)")
     d.add_argument("dataset", choices=sorted(datasets.DATASETS))
@@ -292,12 +297,43 @@ def _compact(args) -> None:
     print(f"{args.checkpoint}: weights {sizes['before']:,} -> {sizes['after']:,} bytes; resume state removed")
 
 
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+def dashboard_command(checkpoints: Path | None = None, port: int | None = None, headless: bool = False) -> list[str]:
+    """The `streamlit run` command line that opens the dashboard (vae_core itself never imports Streamlit)."""
+    command = [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP), "--browser.gatherUsageStats", "false",
+               "--server.headless", "true" if headless else "false"]
+    if port is not None:
+        command += ["--server.port", str(port)]
+    if checkpoints is not None:
+        command += ["--", "--checkpoints", str(Path(checkpoints).expanduser().resolve())]
+    return command
+
+
+def _dashboard(args) -> None:
+    import subprocess
+
+    if not DASHBOARD_APP.is_file():
+        raise VampvizError(f"the dashboard is not installed beside vae_core ({DASHBOARD_APP} is missing)")
+    if args.checkpoints is not None and not args.checkpoints.is_dir():
+        raise VampvizError(f"--checkpoints {args.checkpoints}: no such folder")
+    code = subprocess.call(dashboard_command(args.checkpoints, args.port, args.headless))
+    if code not in (0, -2, 130):  # Ctrl-C ends the server
+        raise VampvizError(f"streamlit exited with code {code}")
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "embed-sample": _embed_sample,
-            "project": _project, "compact": _compact, "download": _download}
+            "project": _project, "compact": _compact, "dashboard": _dashboard, "download": _download}
+
+
+def console() -> None:
+    """The `vampviz` command (`pip install .`): the same commands as `python -m vae_core`."""
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
