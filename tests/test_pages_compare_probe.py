@@ -66,7 +66,7 @@ def test_compare_defaults_to_the_four_shipped_vaes():
 
 
 def test_compare_refuses_mixed_datasets(tmp_path):
-    fake = fake_checkpoint(tmp_path, "digits-vae-standard", "caltech-vae", dataset="caltech101")
+    fake = fake_checkpoint(tmp_path, "digits-vae-standard", "caltech-vae", weights=True, dataset="caltech101")
     at = open_page("compare", user_dir=str(tmp_path),
                    compare_checkpoints=[str(SHIPPED / "digits-vae-vampprior"), str(fake)])
     (error,) = at.error
