@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.page_helpers import SHIPPED, figures, open_page
-from vae_core import paths
+from vae_core import paths, projections
 
 VAMPPRIOR, HVAE, TWO_D = "digits-vae-vampprior", "digits-hvae-vampprior", "digits-vae2d-vampprior"
 N_TEST = 250  # the digits test split
@@ -38,11 +38,12 @@ def traces(figure: dict, prefix: str) -> list[dict]:
 
 
 @pytest.fixture
-def no_umap():
-    """Fails a test that imported umap (unless an earlier test in this process already had)."""
-    before = "umap" in sys.modules
-    yield
-    assert before or "umap" not in sys.modules, "the page fitted UMAP without being asked"
+def no_umap(monkeypatch):
+    """Fails a test whose page fits UMAP without being asked (PCA is the instant default)."""
+    def refuse():
+        raise AssertionError("the page fitted UMAP without being asked")
+
+    monkeypatch.setattr(projections, "_umap", refuse)
 
 
 # ---- Latent space -----------------------------------------------------------------------------

@@ -403,6 +403,21 @@ def test_normalize_gradients_gives_unit_norms():
     assert c.grad is None
 
 
+def test_a_gated_layers_h_and_g_gradients_are_normalised_each_on_its_own():
+    """As in the paper's code, where h and g are two layers: the fused parameter must not share one norm."""
+    from vae_core.networks import GatedDense
+
+    layer = GatedDense(4, 3)
+    layer(torch.randn(5, 4)).sum().backward()
+    with torch.no_grad():
+        layer.weight.grad[:3] *= 100.0  # h's gradient far larger than g's
+    normalize_gradients_(layer.parameters())
+    for grad in (layer.weight.grad, layer.bias.grad):
+        h, g = grad.chunk(2)
+        assert h.norm().item() == pytest.approx(1.0, abs=1e-5) and g.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert getattr(layer.to(torch.float64).weight, "norm_groups", 1) == 2  # kept when the model moves
+
+
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("patience", 0), ("warmup", -1),
                                           ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan"))])
 def test_invalid_train_settings_are_refused(tmp_path, data, field, value):

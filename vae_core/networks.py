@@ -34,11 +34,10 @@ class GatedDense(nn.Module):
     """h(x) * sigmoid(g(x)): the paper's gated dense layer.
 
     h and g share one (2 * out, in) weight and one (2 * out,) bias, so a step is one matmul and one
-    `F.glu` kernel, with no per-step copy of two weights into one (on a CPU one 300 -> 600 matmul
-    runs up to 1.4x faster than two 300 -> 300 ones; benchmarks/speed.py times the whole training
-    step against both older forms, variants (f) and (g)). `state_dict()` still names the halves
-    `h.weight`, `h.bias`, `g.weight`, `g.bias`, as checkpoints store them, and `load_state_dict`
-    accepts those names.
+    `F.glu` kernel (on a CPU one 300 -> 600 matmul runs up to 1.4x faster than two 300 -> 300 ones;
+    benchmarks/speed.py times the training step against two separate layers, variant (f)). The
+    halves stay separate tensors for the paper's normalised gradients (`norm_groups`), and
+    `state_dict()` names them `h.weight`, `h.bias`, `g.weight`, `g.bias`, as checkpoints store them.
     """
 
     def __init__(self, in_features: int, out_features: int):
@@ -47,6 +46,8 @@ class GatedDense(nn.Module):
         halves = [nn.Linear(in_features, out_features) for _ in "hg"]  # PyTorch's default init of each
         self.weight = nn.Parameter(torch.cat([half.weight for half in halves]).detach())
         self.bias = nn.Parameter(torch.cat([half.bias for half in halves]).detach())
+        for parameter in (self.weight, self.bias):  # h's and g's gradients are normalised each on its own
+            parameter.norm_groups = 2
         self.register_state_dict_post_hook(_split_gates)
         self.register_load_state_dict_pre_hook(_join_gates)
 

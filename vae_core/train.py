@@ -129,8 +129,15 @@ def kl_weight(epoch: int, warmup: int) -> float:
 
 
 def normalize_gradients_(parameters) -> None:
-    """Divide each parameter's gradient by its L2 norm (Yu et al., 2017), as the paper's Adam does."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+    """Divide each parameter's gradient by its L2 norm (Yu et al., 2017), as the paper's Adam does.
+
+    A parameter that holds several of the paper's tensors side by side (a gated layer's h and g,
+    `norm_groups` = 2) has each part normalised on its own, as if they were separate tensors.
+    """
+    grads = []
+    for p in parameters:
+        if p.grad is not None:
+            grads.extend(p.grad.chunk(getattr(p, "norm_groups", 1)))  # views: dividing them divides p.grad
     if grads:  # one vectorised kernel per op for all tensors, as clip_grad_norm_ does
         norms = torch._foreach_add(torch._foreach_norm(grads), 1e-8)
         torch._foreach_div_(grads, norms)
