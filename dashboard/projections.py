@@ -26,3 +26,10 @@ def latent_projection(checkpoint: str | Path, model, means: np.ndarray, layer: s
         disk_cache.projection_key(digest, layer, method, params),
         lambda: projections.codes_projection(model, means, layer, method, seed=seed), directory)
     return arrays, "disk cache" if cached else "computed"
+
+
+def is_precomputed(checkpoint: str | Path, model, means: np.ndarray, layer: str, method: str, digest: str,
+                   seed: int = 0) -> bool:
+    """Whether `latent_projection` would serve this map from the checkpoint's own file (no fit)."""
+    params = projections.projection_params(means, layer, layer == model.prior_layer, seed)
+    return projections.has_precomputed(checkpoint, digest, layer, method, params)

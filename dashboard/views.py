@@ -24,7 +24,7 @@ from .loaders import (
     test_posterior_means,
     weights_mtime,
 )
-from .projections import latent_projection
+from .projections import is_precomputed, latent_projection
 
 NEIGHBOURS = 8  # nearest training images kept per component
 
@@ -115,6 +115,17 @@ def _projection(path: str, device: str, mtime: float, data: tuple, layer: str, m
 def projection(path, device, layer: str, method: str) -> tuple[dict[str, np.ndarray], str]:
     """A layer's latent map by `method`, and where it came from ("checkpoint", "disk cache", "computed")."""
     return _projection(*_key(path, device), layer, method)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _precomputed(path: str, device: str, mtime: float, data: tuple, layer: str, method: str) -> bool:
+    return is_precomputed(path, load_model(path, device), test_posterior_means(path, device)[layer], layer, method,
+                          weights_digest(path))
+
+
+def precomputed(path, device, layer: str, method: str) -> bool:
+    """Whether the checkpoint ships this layer's `method` map for the images shown (then it costs no fit)."""
+    return _precomputed(*_key(path, device), layer, method)
 
 
 @st.cache_data(show_spinner="Projecting the latent codes…", max_entries=16)

@@ -13,7 +13,7 @@ from dashboard.state import (
     require_data,
     require_entry,
 )
-from dashboard.views import projection
+from dashboard.views import precomputed, projection
 from vae_core.imaging import image_grid, png_bytes
 
 AXES = {"raw": ("z₁", "z₂"), "PCA": ("PC 1", "PC 2"), "UMAP": ("UMAP 1", "UMAP 2"), "t-SNE": ("t-SNE 1", "t-SNE 2")}
@@ -58,7 +58,9 @@ if len(layers) > 1:
                             "so only its test means are shown.")
 dim = means[layer].shape[1]
 methods = (["raw"] if dim == 2 else []) + ["PCA", "UMAP", "t-SNE"]
-method = right.radio("Projection", methods, horizontal=True, key=f"latent_method_{dim == 2}",
+shipped_umap = dim > 2 and precomputed(path, dev, layer, "UMAP")  # then UMAP is as instant as PCA
+method = right.radio("Projection", methods, horizontal=True, key=f"latent_method_{dim == 2}_{shipped_umap}",
+                     index=methods.index("UMAP") if shipped_umap else 0,
                      format_func=lambda m: "raw 2-D latent" if m == "raw" else m,
                      help="UMAP and t-SNE take a few seconds the first time; then they are cached on disk.")
 

@@ -157,21 +157,28 @@ def write_precomputed(checkpoint_dir: str | Path, model, means: dict[str, np.nda
     return path
 
 
-def read_precomputed(checkpoint_dir: str | Path, digest: str, layer: str, method: str,
-                     params: dict) -> dict[str, np.ndarray] | None:
-    """The stored map for (layer, method) when it was fitted on these weights and points, else None."""
+def has_precomputed(checkpoint_dir: str | Path, digest: str, layer: str, method: str, params: dict) -> bool:
+    """Whether DIR/projections.safetensors holds (layer, method) fitted on these weights and points;
+    reads its header only."""
     path = Path(checkpoint_dir) / PROJECTIONS_FILE
     if not path.is_file():
-        return None
+        return False
     try:
-        with safe_open(path, framework="pt") as handle:  # reads the header only
+        with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
         settings = json.loads(metadata.get("settings", "{}"))
     except (OSError, SafetensorError, ValueError, RecursionError):
+        return False
+    return (metadata.get("weights_sha256") == digest and metadata.get("version") == str(PROJECTION_VERSION)
+            and isinstance(settings, dict) and settings.get(f"{layer}/{method}") == params)
+
+
+def read_precomputed(checkpoint_dir: str | Path, digest: str, layer: str, method: str,
+                     params: dict) -> dict[str, np.ndarray] | None:
+    """The stored map for (layer, method) when it was fitted on these weights and points, else None."""
+    if not has_precomputed(checkpoint_dir, digest, layer, method, params):
         return None
-    if (metadata.get("weights_sha256") != digest or metadata.get("version") != str(PROJECTION_VERSION)
-            or not isinstance(settings, dict) or settings.get(f"{layer}/{method}") != params):
-        return None
+    path = Path(checkpoint_dir) / PROJECTIONS_FILE
     try:
         tensors = ckpt.read_tensors(path)
     except CheckpointError:
