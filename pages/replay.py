@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import gallery, replay
 from dashboard.loaders import snapshot
-from dashboard.state import require_entry
+from dashboard.state import entries, require_entry
 from dashboard.views import show_grid
 from vae_core.snapshots import list_snapshots
 
@@ -23,12 +23,17 @@ st.markdown(
     "warm-up (β < 1) the reconstruction improves first, and the KL rises as the codes spread out.")
 
 snapshots = dict(list_snapshots(entry.path))
-if not snapshots:
-    st.info(
-        f"**{entry.path.name}** was trained without snapshots, so there is nothing to replay. Train a model "
-        "on the **Train** page (snapshots are on by default there), or from the command line with "
-        "`python -m vae_core train ... --snapshot-every 5`, then pick it in the sidebar.")
-    st.stop()
+if not snapshots:  # replay another checkpoint, one that has snapshots, rather than show nothing
+    HOW = ("Train a model on the **Train** page (snapshots are on by default there), or from the command line "
+           "with `python -m vae_core train ... --snapshot-every 5`.")
+    with_snapshots = {str(e.path): e for e in entries() if e.ready and list_snapshots(e.path)}
+    if not with_snapshots:
+        st.info(f"**{entry.path.name}** was trained without snapshots, so there is nothing to replay. {HOW}")
+        st.stop()
+    st.info(f"**{entry.path.name}** was trained without snapshots; below is a checkpoint that has them. {HOW}")
+    entry = with_snapshots[st.selectbox("Checkpoint to replay", list(with_snapshots), key="replay_checkpoint",
+                                        format_func=lambda p: with_snapshots[p].path.name)]
+    snapshots = dict(list_snapshots(entry.path))
 
 epochs = list(snapshots)
 top = st.container()

@@ -123,11 +123,15 @@ def test_bad_folder_name_is_one_error_line(runs):
 
 @pytest.mark.skipif(not (SHIPPED / "digits-vae-vampprior" / "config.json").exists(),
                     reason="shipped checkpoints not generated yet")
-def test_replay_page_explains_how_to_get_snapshots(runs):
+def test_replay_page_without_snapshots_explains_and_replays_one_that_has_them(runs):
     at = open_page("replay", checkpoint=str(SHIPPED / "digits-vae-standard"))  # shipped without snapshots
     assert at.title[0].value.endswith("Training replay")
-    assert any("--snapshot-every" in i.value for i in at.info)
-    assert not at.select_slider
+    (info,) = at.info
+    assert "digits-vae-standard** was trained without snapshots" in info.value and "--snapshot-every" in info.value
+    picker = at.selectbox(key="replay_checkpoint")
+    assert picker.value == str(SHIPPED / "digits-vae-vampprior")  # the one shipped with snapshots
+    (slider,) = at.select_slider
+    assert len(slider.options) >= 5
 
 
 def test_replay_page_steps_through_the_shipped_snapshots(runs):
