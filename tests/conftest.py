@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from vae_core import paths
 from vae_core.config import ModelConfig
 from vae_core.data import DatasetSplits, load_dataset
 from vae_core.models import build_model
@@ -26,6 +27,22 @@ LIKELIHOODS = ("bernoulli", "logistic", "gaussian")
 # The models here are tiny and the machine's cores are shared: one intra-op thread is faster than
 # several fighting over two cores, and keeps float reductions in one fixed order.
 torch.set_num_threads(1)
+
+
+# The dashboard's tests see no dataset files, as a fresh clone does: pages then serve the shipped
+# checkpoints' embedded samples, whether or not $VAMPVIZ_DATA_DIR holds the paper's datasets.
+DASHBOARD_TESTS = ("test_pages_", "test_lecture_mode", "test_browser")
+
+
+@pytest.fixture(scope="session")
+def empty_data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("no-datasets")
+
+
+@pytest.fixture(autouse=True)
+def dashboard_without_datasets(request, empty_data_dir, monkeypatch):
+    if request.module.__name__.rpartition(".")[2].startswith(DASHBOARD_TESTS):
+        monkeypatch.setenv(paths.DATA_DIR_ENV, str(empty_data_dir))
 
 
 @pytest.fixture(autouse=True)

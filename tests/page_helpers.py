@@ -21,11 +21,13 @@ def shipped(name: str) -> Path:
     return path
 
 
-def open_page(page: str | None = None, checkpoint: str | None = None, **state) -> AppTest:
-    """Run the app (on `page`, else the default page) with a checkpoint and session state preset."""
+def open_page(page: str | None = None, checkpoint: str | None = None, checkpoint_path: str | None = None,
+              **state) -> AppTest:
+    """Run the app (on `page`, else the default page) with a checkpoint and session state preset:
+    `checkpoint` names a shipped one, `checkpoint_path` is any folder (with `user_dir` above it)."""
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
-    if checkpoint:
-        at.session_state["checkpoint"] = str(shipped(checkpoint))
+    if checkpoint or checkpoint_path:
+        at.session_state["checkpoint"] = checkpoint_path or str(shipped(checkpoint))
     for key, value in state.items():
         at.session_state[key] = value
     if page:

@@ -44,7 +44,10 @@ def server(tmp_path_factory):
         pytest.skip(f"Chromium not found at {CHROMIUM}: install Debian's package with `apt-get install -y chromium`")
     pytest.importorskip("playwright.sync_api")
     port = free_port()
-    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("numba"))}
+    # no dataset files and an empty cache, as on a fresh clone: the pages serve the embedded samples
+    env = os.environ | {"NUMBA_CACHE_DIR": str(tmp_path_factory.mktemp("numba")),
+                        "VAMPVIZ_DATA_DIR": str(tmp_path_factory.mktemp("no-datasets")),
+                        "VAMPVIZ_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with open(log, "w") as out:
         process = subprocess.Popen(

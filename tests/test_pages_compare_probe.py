@@ -46,8 +46,8 @@ def fake_checkpoint(tmp_path: Path, source: str, name: str, weights: bool = Fals
 
 # -------------------------------------------------------------------------------- Compare priors
 
-def test_compare_defaults_to_the_four_shipped_vaes():
-    at = open_page("compare")
+def test_compare_the_four_digits_vaes():
+    at = open_page("compare", compare_checkpoints=[str(SHIPPED / name) for name in FOUR])
     assert at.title[0].value.endswith("Compare priors")
     (table,) = at.dataframe
     frame = table.value
