@@ -20,13 +20,13 @@ st.markdown(
     "nearest to it **in pixel space** (Euclidean distance between images), which tells you whether it "
     "looks like a real digit or like a blurred prototype of one.")
 
-analysis = mixture_analysis(entry.path, device()) if config.has_components else None
-if analysis is None:
+if not config.has_components:
     st.info(f"This checkpoint's prior is the **{config.prior_title}**: it is no mixture, so it has no components "
             "and no pseudo-inputs. Pick a VampPrior checkpoint in the sidebar, or a mixture-of-Gaussians one to "
             "see its decoded component means.")
     st.stop()
-data = require_data(entry)
+data = require_data(entry)  # the components are ordered by the test images they explain
+analysis = mixture_analysis(entry.path, device())
 pseudo = analysis.images_are_inputs
 order, mean_resp, heads = analysis.order, analysis.mean_resp, analysis.heads
 K = len(order)

@@ -62,12 +62,16 @@ def test_compare_opens_on_a_shipped_pair_measured_on_its_sample():
     assert image_count(at) >= 2
 
 
-@pytest.fixture(scope="module")
-def damaged(tmp_path_factory):
+# a VampPrior checkpoint (its pseudo-inputs page needs images too) and a standard-prior one
+DAMAGED = sorted({next((n for n in PAPER if n.endswith("vampprior")), PAPER[0]), PAPER[0]})
+
+
+@pytest.fixture(scope="module", params=DAMAGED)
+def damaged(request, tmp_path_factory):
     """A copy of a shipped paper checkpoint whose sample.safetensors has lost its second half."""
     root = tmp_path_factory.mktemp("damaged")
-    target = root / PAPER[0]
-    shutil.copytree(SHIPPED / PAPER[0], target)
+    target = root / request.param
+    shutil.copytree(SHIPPED / request.param, target)
     sample = target / embedded.SAMPLE_FILE
     data = sample.read_bytes()
     sample.write_bytes(data[: len(data) // 2])
