@@ -248,6 +248,14 @@ def prior_components(model) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 @torch.no_grad()
+def component_images(model) -> np.ndarray | None:
+    """One image per prior component, (K, C, H, W): a VampPrior's pseudo-inputs, a mixture's decoded
+    means; None when the prior is no mixture."""
+    prior = mixture_prior(model)
+    return None if prior is None else prior.component_images(model.decode).float().cpu().numpy()
+
+
+@torch.no_grad()
 def decode(model, z) -> np.ndarray:
     """Mean images of p(x|z) for latent codes z (B, D) on the prior's layer (z2 for the HVAE)."""
     return model.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32, device=model_device(model))).cpu().numpy()
@@ -305,7 +313,7 @@ def analyse_mixture(model, test_means, train_images, neighbours: int = 8) -> Mix
     means, logvars = prior_components(model)
     responsibilities = component_responsibilities(test_means, means, logvars)  # (N, K)
     mean_resp = responsibilities.mean(axis=0)
-    heads = prior.component_images(model.decode).float().cpu().numpy()
+    heads = component_images(model)
     index, distances = nearest_neighbours(heads, train_images, neighbours)
     return MixtureAnalysis(
         name=prior.component_name, symbol=prior.component_symbol, density=prior.component_density,

@@ -49,6 +49,16 @@ def mixture_analysis(path, device) -> gallery.MixtureAnalysis | None:
     return _mixture_analysis(*_key(path, device))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _component_images(path: str, device: str, mtime: float) -> np.ndarray | None:
+    return gallery.component_images(load_model(path, device))
+
+
+def component_images(path, device) -> np.ndarray | None:
+    """The prior's component images (pseudo-inputs or decoded means), in component order; None if no mixture."""
+    return _component_images(str(path), device, weights_mtime(path))
+
+
 @st.cache_data(show_spinner="Sampling…", max_entries=64)
 def _prior_samples(path: str, device: str, mtime: float, n: int, seed: int) -> np.ndarray:
     return gallery.prior_samples(load_model(path, device), n, seed)

@@ -4,8 +4,13 @@ import streamlit as st
 
 from dashboard import gallery
 from dashboard.catalog import summary_row
-from dashboard.state import current_entry, entries
+from dashboard.loaders import load_model
+from dashboard.state import current_entry, device, entries
+from dashboard.views import component_images, show_grid
+from vae_core.errors import VampvizError
 from vae_core.data import DATASETS
+
+SHOWN_COMPONENTS = 60
 
 st.title("📋 Models")
 st.markdown(
@@ -49,6 +54,24 @@ if info.metrics:
             column.metric(label, value, help=help_text)
 else:
     st.info(f"No test metrics yet: run `python -m vae_core evaluate {entry.path}` to compute them.")
+
+config = entry.info.config
+if config.has_components:  # what the prior is made of, at a glance
+    try:
+        prior = load_model(entry.path, device()).prior
+        images = component_images(entry.path, device())
+    except VampvizError as error:
+        st.error(f"{entry.path.name} cannot be loaded: {error}")
+        images = None
+    if images is not None:
+        shown = images[:SHOWN_COMPONENTS]
+        what = f"{prior.component_name}s {prior.component_symbol}" + ("" if prior.images_are_inputs else ", decoded")
+        st.subheader(f"The prior's {len(images)} {what}")
+        show_grid(gallery.grid(shown, gallery.columns_for(len(shown), 20),
+                               gallery.display_scale(config.input_shape, 40)), f"{entry.path.name}-prior-images")
+        st.caption(f"The first {len(shown)} of {len(images)}, in the prior's own order. The **Pseudo-inputs** page "
+                   "orders them by the share of the test set each explains, beside their reconstructions and "
+                   "nearest training images.")
 
 st.subheader("Training curves")
 st.caption("Per-epoch averages on the training and validation sets. The dotted grey line (right axis) is "

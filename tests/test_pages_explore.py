@@ -26,6 +26,9 @@ def test_first_page_is_models_with_table_tiles_and_curves():
     assert {"model", "prior", "K", "latent", "epochs", "test LL", "ELBO", "active units"} <= set(table.value)
     assert all(t.value["checkpoint"].size for t in at.dataframe)
     assert any(m.label == "test log-likelihood" for m in at.metric)
+    # the default checkpoint is a VampPrior: its pseudo-inputs are shown at first launch
+    assert any(h.value.startswith("The prior's") and h.value.endswith("pseudo-inputs u_k") for h in at.subheader)
+    assert image_count(at) == 1
     specs = figures(at)
     assert len(specs) == 3
     for spec, y_title in zip(specs, ["loss", "E_q log p(x|z)", "log q(z|x)"]):
