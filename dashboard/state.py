@@ -76,6 +76,20 @@ def image_scale(scale: int) -> int:
     return scale * 2 if lecture_mode() else scale
 
 
+def pick_from_url(found: list[Entry]) -> None:
+    """`?checkpoint=NAME` in the address picks that checkpoint folder when a session starts, so a slide
+    can link to one model's page; an unknown name gets a warning in the sidebar."""
+    name = st.query_params.get("checkpoint")
+    if not name or st.session_state.get("checkpoint_from_url") == name:
+        return
+    st.session_state["checkpoint_from_url"] = name  # once: later picks in the sidebar win
+    match = next((str(e.path) for e in found if e.path.name == name), None)
+    if match:
+        st.session_state["checkpoint"] = match
+    else:
+        st.warning(f"No checkpoint named {name!r} here: showing the default one.")
+
+
 def render_sidebar() -> None:
     found = [e for e in entries() if e.ready]
     for key in SIDEBAR_KEYS:  # a widget not drawn in a run loses its value: make it plain state
@@ -92,6 +106,7 @@ def render_sidebar() -> None:
         else:
             paths = [str(e.path) for e in found]
             default = next((i for name in DEFAULT_CHECKPOINTS for i, e in enumerate(found) if e.path.name == name), 0)
+            pick_from_url(found)
             if st.session_state.get("checkpoint") not in paths:
                 st.session_state["checkpoint"] = paths[default]
             st.selectbox("Checkpoint", paths, key="checkpoint",

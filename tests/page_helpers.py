@@ -22,10 +22,13 @@ def shipped(name: str) -> Path:
 
 
 def open_page(page: str | None = None, checkpoint: str | None = None, checkpoint_path: str | None = None,
-              **state) -> AppTest:
+              query: dict[str, str] | None = None, **state) -> AppTest:
     """Run the app (on `page`, else the default page) with a checkpoint and session state preset:
-    `checkpoint` names a shipped one, `checkpoint_path` is any folder (with `user_dir` above it)."""
+    `checkpoint` names a shipped one, `checkpoint_path` is any folder (with `user_dir` above it);
+    `query` holds the address's query parameters."""
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
     if checkpoint or checkpoint_path:
         at.session_state["checkpoint"] = checkpoint_path or str(shipped(checkpoint))
     for key, value in state.items():

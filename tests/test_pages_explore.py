@@ -55,6 +55,18 @@ def test_models_page_lists_a_broken_checkpoint(tmp_path):
     assert "half-written" not in at.dataframe[0].value["checkpoint"].tolist()
 
 
+def test_a_checkpoint_named_in_the_address_is_picked():
+    at = open_page(query={"checkpoint": STANDARD})
+    assert at.session_state["checkpoint"] == str(SHIPPED / STANDARD) and not at.sidebar.warning
+    assert STANDARD.split("-")[-1] in at.header[0].value
+
+
+def test_an_unknown_checkpoint_in_the_address_warns_and_shows_the_default():
+    at = open_page(query={"checkpoint": "no-such-model"})
+    (warning,) = at.sidebar.warning
+    assert "'no-such-model'" in warning.value and at.header
+
+
 # -------------------------------------------------------------------------------- Pseudo-inputs
 
 @pytest.mark.parametrize("checkpoint", [VAMP, HVAE])
