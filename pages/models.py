@@ -22,8 +22,9 @@ st.markdown(
     "log p(x) in nats (higher, i.e. closer to 0, is better); **ELBO** is the lower bound the model was "
     "trained on; **active units** counts latent dimensions the model really uses. Compare rows that "
     "differ only in the prior: the VampPrior should reach a higher test LL than the standard prior and "
-    "keep more units active (on MNIST the standard prior switches many off; on the tiny 8×8 digits nearly every "
-    "unit stays active). Pick a checkpoint in the sidebar to see its details below.")
+    "keep more units active (the paper reports that the standard prior switches more of them off over long "
+    "training; the column shows how many these checkpoints keep). Pick a checkpoint in the sidebar to see its "
+    "details below.")
 
 table, broken, pending = gallery.models_table([summary_row(e) for e in entries()])
 if table.empty:
