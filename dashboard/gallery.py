@@ -46,10 +46,12 @@ def models_table(rows: list[dict]) -> tuple[pd.DataFrame, list[tuple[str, str]],
     return pd.DataFrame(good, columns=TABLE_COLUMNS), broken, pending
 
 
-def tables_by_dataset(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The Models table cut into one table per dataset, in the order the datasets first appear."""
-    return {name: group.drop(columns="dataset").reset_index(drop=True)
-            for name, group in table.groupby("dataset", sort=False)}
+def tables_by_dataset(table: pd.DataFrame, first: str | None = None) -> dict[str, pd.DataFrame]:
+    """The Models table cut into one table per dataset: dataset `first` (the selected checkpoint's)
+    leads, the others follow in the order they first appear."""
+    groups = {name: group.drop(columns="dataset").reset_index(drop=True)
+              for name, group in table.groupby("dataset", sort=False)}
+    return dict(sorted(groups.items(), key=lambda item: item[0] != first))
 
 
 def training_curve_figure(history: list[dict], quantity: str) -> go.Figure:

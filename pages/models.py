@@ -31,7 +31,8 @@ if table.empty:
     st.warning("No readable checkpoints found. Train one with `python -m vae_core train ... --out DIR` "
                "and add its folder in the sidebar.")
 else:
-    for dataset, group in gallery.tables_by_dataset(table).items():
+    selected = current_entry()
+    for dataset, group in gallery.tables_by_dataset(table, selected and selected.info.config.dataset).items():
         st.subheader(DATASETS[dataset].description if dataset in DATASETS else dataset)
         st.dataframe(group, hide_index=True, width="stretch", placeholder="—", column_config={
             "test LL": st.column_config.NumberColumn(format="%.2f", help="log p(x) on the test set, nats"),

@@ -244,3 +244,12 @@ def test_analyse_mixture(tiny_models, name, inputs):
     assert a.neighbours.shape == a.distances.shape == (5, 4)
     np.testing.assert_array_equal(a.neighbours, gallery.nearest_neighbours(a.heads, train, 4)[0])
     assert gallery.analyse_mixture(tiny_models["hvae"], test_means, train) is None
+
+
+def test_models_tables_put_the_selected_checkpoints_dataset_first():
+    import pandas as pd
+
+    table = pd.DataFrame({"checkpoint": ["a", "b", "c"], "dataset": ["caltech101", "digits", "mnist-static"]})
+    assert list(gallery.tables_by_dataset(table, "mnist-static")) == ["mnist-static", "caltech101", "digits"]
+    assert list(gallery.tables_by_dataset(table)) == ["caltech101", "digits", "mnist-static"]
+    assert gallery.tables_by_dataset(table)["digits"].columns.tolist() == ["checkpoint"]
