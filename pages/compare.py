@@ -30,8 +30,10 @@ found = [e for e in entries() if e.ready]
 by_path = {str(e.path): e for e in found}
 current = by_path.get(st.session_state.get("checkpoint"))
 shipped = sorted((p for p, e in by_path.items() if e.path.name in DEFAULTS), key=lambda p: DEFAULTS.index(by_path[p].path.name))
-groups = [[p for p in shipped if by_path[p].info.config.dataset == by_path[q].info.config.dataset] for q in shipped]
-default = next((g for g in groups if len(g) >= 2), [])[:compare.MAX_MODELS]  # the first dataset with a pair
+by_dataset: dict[str, list[str]] = {}
+for p in shipped:
+    by_dataset.setdefault(by_path[p].info.config.dataset, []).append(p)
+default = next((g for g in by_dataset.values() if len(g) >= 2), [])[:compare.MAX_MODELS]  # the first with a pair
 if len(default) < 2 and current is not None:  # no shipped set: the current checkpoint and its dataset's first others
     default = [p for p, e in by_path.items() if e.info.config.dataset == current.info.config.dataset][:4]
 picked = st.session_state.get("compare_checkpoints", default)
