@@ -5,7 +5,6 @@ Pure functions over checkpoint folders and job statuses (`dashboard.jobs`); no S
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from vae_core import checkpoint as ckpt
 from vae_core.config import ModelConfig
 from vae_core.evaluate import DEFAULT_SAMPLES
+from vae_core.timing import format_duration
 from vae_core.train import TrainConfig
 
 from .jobs import JobStatus
@@ -74,18 +74,6 @@ def resumable_runs(root: str | Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if (p / ckpt.LAST_FILE).is_file() and (p / ckpt.CONFIG_FILE).is_file()]
     return sorted(found, key=lambda p: (p / ckpt.LAST_FILE).stat().st_mtime, reverse=True)
-
-
-def format_duration(seconds: float | None) -> str:
-    """'1 h 02 min', '3 min 05 s', '12 s', or '…' when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "…"
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def progress_text(status: JobStatus) -> str:

@@ -178,6 +178,31 @@ def test_log_likelihood_chunking_agrees_within_monte_carlo_noise(build, digits):
     assert np.abs(difference).max() < 1.0
 
 
+def test_chunks_are_sized_by_the_memory_a_row_takes(build, digits, monkeypatch):
+    """A row's largest activation is measured, not assumed: a PixelCNN's (64 maps per pixel) is far
+    larger than an MLP's, so fewer of its rows fit in one chunk; within the budget, the cap holds."""
+    x = torch.as_tensor(digits.x_test[:1])
+    mlp = build(model="hvae", prior="vampprior")
+    pixel = build(model="hvae", prior="vampprior", architecture="conv", pixel_model="pixelcnn")
+    mlp_bytes = ev.activation_bytes_per_row(mlp, x, mlp.prior.frozen())
+    pixel_bytes = ev.activation_bytes_per_row(pixel, x, pixel.prior.frozen())
+    assert mlp_bytes == 4 * 64  # the decoder's 64 logits of an 8 x 8 image, float32
+    assert pixel_bytes == 4 * 64 * 64  # the PixelCNN's 64 maps of 8 x 8
+    assert ev.memory_sized_rows(mlp, x, mlp.prior.frozen()) == ev.CPU_MAX_ROWS
+    monkeypatch.setattr(ev, "CPU_MEMORY_BUDGET", 100 * ev.ACTIVATION_OVERHEAD * pixel_bytes)
+    assert ev.memory_sized_rows(pixel, x, pixel.prior.frozen()) == 100
+
+
+def test_the_time_estimate_extrapolates_one_timed_chunk(build, digits, monkeypatch):
+    model = build(prior="vampprior").eval()
+    clock = iter([10.0, 10.5])  # one chunk takes 0.5 s
+    monkeypatch.setattr(ev.time, "perf_counter", lambda: next(clock))
+    # 30 points, 100 samples, 40 rows a chunk: 3 chunks per point (40 + 40 + 20 samples)
+    assert ev.estimate_seconds(model, digits.x_test[:30], num_samples=100, max_rows=40) == pytest.approx(45.0)
+    clock = iter([0.0, 2.0])  # 400 samples, 1,000 rows: 2 points a chunk, 15 chunks
+    assert ev.estimate_seconds(model, digits.x_test[:30], num_samples=400, max_rows=1000) == pytest.approx(30.0)
+
+
 def test_log_likelihood_rejects_zero_samples(build, digits):
     with pytest.raises(AssertionError):
         ev.log_likelihood(build(), digits.x_test[:2], num_samples=0)

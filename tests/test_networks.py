@@ -112,7 +112,8 @@ def test_architectures_produce_the_right_shapes(name, shape, params_per_pixel):
     architecture = ARCHITECTURES[name](hidden=16)
     x = torch.rand(3, *shape)
     for layers in (1, 2):
-        assert architecture.image_encoder(shape, layers)(x).shape == (3, 16)
+        encoder = architecture.image_encoder(shape, layers)
+        assert encoder(x).shape == (3, encoder.out_features)
     decoded = architecture.image_decoder(shape, params_per_pixel)(torch.randn(3, 16))
     assert decoded.shape == (3, params_per_pixel, *shape)
 

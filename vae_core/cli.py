@@ -21,14 +21,16 @@ from . import embedded, paths, projections, release
 from .config import ModelConfig
 from .distributed import is_main_process
 from .errors import DatasetError, VampvizError
-from .evaluate import DEFAULT_SAMPLES, evaluate
+from .evaluate import DEFAULT_SAMPLES, estimate_seconds, evaluate
 from .files import unwritable_reason
 from .imaging import image_grid, save_png
 from .likelihoods import LIKELIHOODS
 from .locking import training_lock
 from .models import MODELS
 from .networks import ARCHITECTURES
+from .pixelcnn import PIXEL_MODELS
 from .priors import PRIORS
+from .timing import format_duration
 from .train import TrainConfig, check_output_folder, resolve_device, train
 
 
@@ -55,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="vae", choices=sorted(MODELS))
     t.add_argument("--prior", default="vampprior", choices=sorted(PRIORS))
     t.add_argument("--architecture", default="mlp", choices=sorted(ARCHITECTURES))
-    t.add_argument("--likelihood", choices=sorted(LIKELIHOODS), help="default: the dataset's")
+    t.add_argument("--likelihood", choices=sorted(LIKELIHOODS), help="each pixel's distribution (default: the dataset's)")
+    t.add_argument("--pixel-model", default="independent", choices=sorted(PIXEL_MODELS),
+                   help="pixelcnn: an autoregressive PixelCNN over p(x|z) (with --model hvae --architecture conv, "
+                        "the paper's PixelHVAE)")
     t.add_argument("--components", "-K", type=_positive, default=500, help="pseudo-inputs / mixture components")
     t.add_argument("--latent-dim", type=_positive, default=40, help="z (VAE) or the top layer z2 (HVAE)")
     t.add_argument("--latent-dim-z1", type=_positive, default=40, help="the HVAE's bottom layer z1")
@@ -139,7 +144,7 @@ def _train(args) -> None:
     resolve_device(args.device)  # an unknown or absent device is refused before anything is created
     config = ModelConfig.for_dataset(
         args.dataset, model=args.model, prior=args.prior, architecture=args.architecture,
-        likelihood=args.likelihood, latent_dim=args.latent_dim, latent_dim_z1=args.latent_dim_z1,
+        likelihood=args.likelihood, pixel_model=args.pixel_model, latent_dim=args.latent_dim, latent_dim_z1=args.latent_dim_z1,
         hidden=args.hidden, components=args.components,
     ).validate()
     warmup = args.warmup if args.warmup is not None else _default_warmup(args)
@@ -194,6 +199,9 @@ def _evaluate(args) -> None:
     x_test = all_test[: args.limit]
     if len(x_test) == 0:
         raise DatasetError(f"{config.dataset} has no test images to evaluate")
+    seconds = estimate_seconds(model, x_test, args.samples)
+    print(f"log p(x) of {len(x_test):,} test images with S={args.samples:,}: about {format_duration(seconds)} on "
+          f"{device} (timed on one chunk; --samples and --limit trade accuracy for time)", file=sys.stderr)
     with tqdm(total=len(x_test), unit="img", desc=f"log p(x), S={args.samples}", disable=args.json) as bar:
         metrics = evaluate(model, x_test, args.samples, datasets.get_spec(config.dataset).input_type,
                            progress=lambda done, total: bar.update(done - bar.n))
@@ -246,7 +254,9 @@ def _info(args) -> None:
     info = ckpt.read_info(args.checkpoint)
     c = info.config
     print(f"{info.path}: {c.model.upper()} with a {c.prior} prior on {c.dataset} {c.input_shape}")
-    print(f"  architecture {c.architecture}, likelihood {c.likelihood}, latent {c.latent_sizes}, K={c.components}")
+    pixels = "" if c.pixel_model == "independent" else f" (pixel model {c.pixel_model})"
+    print(f"  architecture {c.architecture}, likelihood {c.likelihood}{pixels}, latent {c.latent_sizes}, "
+          f"K={c.components}")
     if info.state != "ready":
         print(f"  state: {info.state} (no {ckpt.WEIGHTS_FILE} yet)")
     scored = [r for r in info.history if r.get("val_loss") is not None and r.get("epoch") is not None]

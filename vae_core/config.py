@@ -24,7 +24,8 @@ class ModelConfig:
     model: str = "vae"  # a key of models.MODELS
     prior: str = "vampprior"  # a key of priors.PRIORS
     architecture: str = "mlp"  # a key of networks.ARCHITECTURES
-    likelihood: str = "bernoulli"  # a key of likelihoods.LIKELIHOODS
+    likelihood: str = "bernoulli"  # a key of likelihoods.LIKELIHOODS: each pixel's distribution
+    pixel_model: str = "independent"  # a key of pixelcnn.PIXEL_MODELS: "pixelcnn" for the PixelHVAE
     dataset: str = "digits"
     input_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
     latent_dim: int = 40  # z for the VAE, the top layer z2 for the HVAE
@@ -56,10 +57,11 @@ class ModelConfig:
         from .likelihoods import LIKELIHOODS
         from .models import MODELS
         from .networks import ARCHITECTURES
+        from .pixelcnn import PIXEL_MODELS
         from .priors import PRIORS
 
         for name, registry in (("model", MODELS), ("prior", PRIORS), ("architecture", ARCHITECTURES),
-                               ("likelihood", LIKELIHOODS)):
+                               ("likelihood", LIKELIHOODS), ("pixel_model", PIXEL_MODELS)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in registry:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(registry))}")

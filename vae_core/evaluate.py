@@ -6,9 +6,12 @@ S = 5000 by default as in the paper. Each test point is encoded once; its sample
 together in large batches (`max_rows` decoder rows at a time); the prior is frozen first, so a
 VampPrior's K pseudo-inputs are encoded once for the whole test set.
 
-On a CPU the chunks are kept cache-sized (`CPU_MAX_ROWS`): with the paper's MLP, 2,500 decoder
-rows per chunk evaluate ~1.4x faster than 10,000, whose (rows, 784) intermediates spill out of the
-caches (benchmarks/speed.py measures it).
+Chunks are sized by memory: one short pass measures the largest activation a row makes (forward
+hooks), and a chunk holds as many rows as fit in `CPU_MEMORY_BUDGET` (a quarter of the free memory
+on a GPU), at most `CPU_MAX_ROWS` on a CPU: with the paper's MLP, 2,500 decoder rows per chunk
+evaluate ~1.4x faster than 10,000, whose (rows, 784) intermediates spill out of the caches
+(benchmarks/speed.py measures it). A PixelHVAE's rows are ~100x larger (64 maps per pixel), so
+its chunks are smaller. `estimate_seconds` times one chunk to say how long an evaluation will take.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from .distributions import gaussian_mixture_log_prob, reparameterize
 DEFAULT_SAMPLES = 5000
 CPU_MAX_ROWS = 2500  # decoder rows per log-likelihood chunk on a CPU: cache-sized (see the module docstring)
 ACCELERATOR_MAX_ROWS = 10000
+CPU_MEMORY_BUDGET = 1 << 30  # bytes of activations per chunk on a CPU (or an MPS device)
+ACCELERATOR_MEMORY_SHARE = 0.25  # of the free memory of a CUDA device
+ACTIVATION_OVERHEAD = 4  # live tensors per largest activation (a layer's input, output, temporaries)
+SHARPNESS_SAMPLES = 1000  # prior draws for the decoder's entropy
+AUTOREGRESSIVE_SHARPNESS_SAMPLES = 64  # the same where each draw takes a pass per pixel
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): a unit is active if Cov_x(E_q[z_d]) > 0.01
 
 
@@ -52,20 +60,73 @@ def elbo_terms(model: nn.Module, images, batch_size: int = 1000) -> dict[str, fl
 
 
 @torch.no_grad()
+def activation_bytes_per_row(model: nn.Module, x: torch.Tensor, prior, rows: int = 4) -> int:
+    """The largest tensor a module outputs per importance-sampling row, measured on `rows` rows of x[:1]."""
+    largest = 0
+
+    def record(module, inputs, output):
+        nonlocal largest
+        if isinstance(output, torch.Tensor):
+            largest = max(largest, output.numel() * output.element_size())
+
+    hooks = [module.register_forward_hook(record) for module in model.modules()]
+    try:
+        model.log_importance_weights(x[:1], rows, prior=prior)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(1, largest // rows)
+
+
+def memory_sized_rows(model: nn.Module, x: torch.Tensor, prior) -> int:
+    """Rows (samples x points) per log-likelihood chunk: what fits in the device's activation budget,
+    at most CPU_MAX_ROWS on a CPU and ACCELERATOR_MAX_ROWS elsewhere."""
+    device = model_device(model)
+    if device.type == "cuda":
+        budget, cap = ACCELERATOR_MEMORY_SHARE * torch.cuda.mem_get_info(device)[0], ACCELERATOR_MAX_ROWS
+    else:
+        budget, cap = CPU_MEMORY_BUDGET, CPU_MAX_ROWS if device.type == "cpu" else ACCELERATOR_MAX_ROWS
+    per_row = ACTIVATION_OVERHEAD * activation_bytes_per_row(model, x, prior)
+    return int(min(cap, max(1, budget // per_row)))
+
+
+def _chunking(num_samples: int, max_rows: int) -> tuple[int, int]:
+    """(points, samples) per chunk for at most `max_rows` rows."""
+    return max(1, max_rows // num_samples), min(num_samples, max_rows)
+
+
+@torch.no_grad()
+def estimate_seconds(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, max_rows: int | None = None) -> float:
+    """How long `log_likelihood(model, images, num_samples)` will take, from one timed chunk."""
+    device = model_device(model)
+    prior = model.prior.frozen()
+    x = next(_batches(images, 1, device))
+    max_rows = max_rows or memory_sized_rows(model, x, prior)
+    points, samples = _chunking(num_samples, max_rows)
+    x = next(_batches(images, points, device))
+    model.log_importance_weights(x[:1], 1, prior=prior)  # warm up (first-call allocations, kernels)
+    start = time.perf_counter()
+    model.log_importance_weights(x, samples, prior=prior)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    chunks = math.ceil(len(images) / points) * math.ceil(num_samples / samples)
+    return (time.perf_counter() - start) * chunks
+
+
+@torch.no_grad()
 def log_likelihood(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, max_rows: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Importance-sampled log p(x) for each image: (N,) float64 numpy array, in nats.
 
-    `max_rows` bounds the decoder rows (samples x points) per chunk; by default CPU_MAX_ROWS on a
-    CPU, ACCELERATOR_MAX_ROWS elsewhere. It changes speed and memory, not the estimate's distribution.
+    `max_rows` bounds the decoder rows (samples x points) per chunk; by default what fits in
+    memory (`memory_sized_rows`). It changes speed and memory, not the estimate's distribution.
     """
     assert num_samples >= 1, "num_samples must be at least 1"
     device = model_device(model)
-    if max_rows is None:
-        max_rows = CPU_MAX_ROWS if device.type == "cpu" else ACCELERATOR_MAX_ROWS
     prior = model.prior.frozen()
-    points_per_chunk = max(1, max_rows // num_samples)
-    samples_per_chunk = min(num_samples, max_rows)
+    if max_rows is None:
+        max_rows = memory_sized_rows(model, next(_batches(images, 1, device)), prior)
+    points_per_chunk, samples_per_chunk = _chunking(num_samples, max_rows)
     results = []
     done = 0
     for x in _batches(images, points_per_chunk, device):
@@ -153,8 +214,8 @@ def decoder_entropy(likelihood: nn.Module, params: torch.Tensor, draws: int = 4)
 
 
 @torch.no_grad()
-def sample_sharpness(model: nn.Module, images, num_samples: int = 1000, draws: int = 4, seed: int = 0,
-                     batch_size: int = 500) -> dict[str, float]:
+def sample_sharpness(model: nn.Module, images, num_samples: int | None = None, draws: int | None = None,
+                     seed: int = 0, batch_size: int = 500) -> dict[str, float]:
     """How sure the decoder is where the prior puts codes, against where the encoder puts them.
 
     "prior": mean H[p(x|z)] over `num_samples` draws z ~ p(z), the model's samples; "posterior":
@@ -164,9 +225,13 @@ def sample_sharpness(model: nn.Module, images, num_samples: int = 1000, draws: i
     argument against N(0, I)) decodes there to blurry images: "prior" well above "posterior". For
     grey pixels it is no blur measure: a discretised logistic's entropy is set by its predicted
     scale, and is low both for a narrow one and for a very wide one (whose mass falls in the two
-    outer bins). Reproducible for a given seed.
+    outer bins). Reproducible for a given seed. By default SHARPNESS_SAMPLES draws, 4 images each;
+    AUTOREGRESSIVE_SHARPNESS_SAMPLES, 1 each, where every image takes a pass per pixel.
     """
     device = model_device(model)
+    slow = model.likelihood.autoregressive
+    num_samples = num_samples or (AUTOREGRESSIVE_SHARPNESS_SAMPLES if slow else SHARPNESS_SAMPLES)
+    draws = draws or (1 if slow else 4)
     images = images[:num_samples]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)

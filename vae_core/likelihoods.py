@@ -19,16 +19,28 @@ DECODER_LOGVAR_RANGE = (-4.5, 0.0)  # the paper's Hardtanh on the decoder's log-
 
 
 class Likelihood(nn.Module):
+    """`log_prob`, `mean` and `sample` of p(x | z) from the decoder's parameters.
+
+    These are one pass each: pixels are independent given z. An autoregressive likelihood
+    (vae_core.pixelcnn) says so with `autoregressive` and needs `generation_passes` network passes
+    to draw an image; its `mean` and `sample` then report `progress(done, total)`.
+    """
+
     params_per_pixel: int
+    autoregressive = False
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
+    def mean(self, params: torch.Tensor, progress=None) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, params: torch.Tensor) -> torch.Tensor:
+    def sample(self, params: torch.Tensor, progress=None) -> torch.Tensor:
         raise NotImplementedError
+
+    def generation_passes(self, input_shape: tuple[int, ...]) -> int:
+        """Network passes needed to draw one image of `input_shape` (C, H, W)."""
+        return 1
 
 
 class BernoulliLikelihood(Likelihood):
@@ -40,10 +52,10 @@ class BernoulliLikelihood(Likelihood):
         logits = params[:, 0]
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(1).sum(-1)
 
-    def mean(self, params):
+    def mean(self, params, progress=None):
         return torch.sigmoid(params[:, 0])
 
-    def sample(self, params):
+    def sample(self, params, progress=None):
         return torch.bernoulli(self.mean(params))
 
 
@@ -74,10 +86,10 @@ class DiscretizedLogisticLikelihood(Likelihood):
         log_p = torch.where(index == 0, log_cdf_upper, torch.where(index == self.bins - 1, log_sf_lower, log_interior))
         return log_p.flatten(1).sum(-1)
 
-    def mean(self, params):
+    def mean(self, params, progress=None):
         return self._location_scale(params)[0]
 
-    def sample(self, params):
+    def sample(self, params, progress=None):
         mu, log_scale = self._location_scale(params)
         u = torch.rand_like(mu).clamp(1e-5, 1 - 1e-5)
         x = mu + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
@@ -108,10 +120,10 @@ class GaussianLikelihood(Likelihood):
         mean, logvar = self._mean_logvar(params)
         return (-0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))).flatten(1).sum(-1)
 
-    def mean(self, params):
+    def mean(self, params, progress=None):
         return self._mean_logvar(params)[0]
 
-    def sample(self, params):
+    def sample(self, params, progress=None):
         mean, logvar = self._mean_logvar(params)
         return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
 

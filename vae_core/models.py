@@ -25,6 +25,7 @@ from .networks import (
     gated_mlp,
     he_init,
 )
+from .pixelcnn import PIXEL_MODELS
 from .priors import PRIORS, Prior
 
 
@@ -69,7 +70,8 @@ class VAE(nn.Module):
     def build(cls, config: ModelConfig, architecture, likelihood: Likelihood, make_prior) -> VAE:
         """The paper's networks for `config`; `make_prior(encoder)` builds the prior."""
         h, shape = config.hidden, config.input_shape
-        encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, config.latent_dim)
+        trunk = architecture.image_encoder(shape, 2)
+        encoder = GaussianNet([trunk], [trunk.out_features], h, config.latent_dim)
         decoder = ImageNet([gated_mlp(config.latent_dim, h, 2)], [h], h,
                            architecture.image_decoder(shape, likelihood.params_per_pixel))
         return cls(encoder, decoder, make_prior(encoder), likelihood)
@@ -84,15 +86,15 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.distributions.Distribution:
         return diagonal_normal(*self.encoder(x))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The mean image of p(x|z), (B, C, H, W)."""
-        return self.likelihood.mean(self.decoder(z))
+    def decode(self, z: torch.Tensor, progress=None) -> torch.Tensor:
+        """The mean image of p(x|z), (B, C, H, W); `progress(done, total)` for an autoregressive p(x|z)."""
+        return self.likelihood.mean(self.decoder(z), progress)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encoder(x)[0])
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.likelihood.mean(self.prior_decoder_params(n))
+    def sample(self, n: int, progress=None) -> torch.Tensor:
+        return self.likelihood.mean(self.prior_decoder_params(n), progress)
 
     def prior_decoder_params(self, n: int) -> torch.Tensor:
         """The parameters of p(x|z) at n draws z ~ p(z): the generative model's samples before the pixels."""
@@ -147,8 +149,10 @@ class HVAE(nn.Module):
         """The paper's two-level networks for `config`; `make_prior(encoder)` builds p(z2)."""
         h, shape = config.hidden, config.input_shape
         d1, d2 = config.latent_dim_z1, config.latent_dim
-        encoder = GaussianNet([architecture.image_encoder(shape, 2)], [h], h, d2)
-        encoder_z1 = GaussianNet([architecture.image_encoder(shape, 1), GatedDense(d2, h)], [h, h], h, d1)
+        trunk, trunk_z1 = architecture.image_encoder(shape, 2), architecture.image_encoder(shape, 1)
+        encoder = GaussianNet([trunk], [trunk.out_features], h, d2)
+        f = trunk_z1.out_features  # z2's trunk matches x's, as in the authors' convHVAE (294 and 294)
+        encoder_z1 = GaussianNet([trunk_z1, GatedDense(d2, f)], [f, f], h, d1)
         prior_z1 = GaussianNet([gated_mlp(d2, h, 2)], [h], h, d1)
         decoder = ImageNet([GatedDense(d1, h), GatedDense(d2, h)], [h, h], h,
                            architecture.image_decoder(shape, likelihood.params_per_pixel))
@@ -169,16 +173,16 @@ class HVAE(nn.Module):
         """q(z2 | x), the layer the prior lives on."""
         return diagonal_normal(*self.encoder(x))
 
-    def decode(self, z2: torch.Tensor) -> torch.Tensor:
+    def decode(self, z2: torch.Tensor, progress=None) -> torch.Tensor:
         """The mean image of p(x | z1, z2) with z1 at the mean of p(z1 | z2)."""
-        return self.likelihood.mean(self.decoder(self.prior_z1(z2)[0], z2))
+        return self.likelihood.mean(self.decoder(self.prior_z1(z2)[0], z2), progress)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         means = self.latent_means(x)
         return self.likelihood.mean(self.decoder(means["z1"], means["z2"]))
 
-    def sample(self, n: int) -> torch.Tensor:
-        return self.likelihood.mean(self.prior_decoder_params(n))
+    def sample(self, n: int, progress=None) -> torch.Tensor:
+        return self.likelihood.mean(self.prior_decoder_params(n), progress)
 
     def prior_decoder_params(self, n: int) -> torch.Tensor:
         """The parameters of p(x|z1,z2) at n draws z2 ~ p(z2), z1 ~ p(z1|z2)."""
@@ -224,7 +228,7 @@ def build_model(config: ModelConfig, train_images: np.ndarray | torch.Tensor | N
     """A freshly initialised model; `train_images` (N, C, H, W) seeds "vampprior-data"."""
     config.validate()
     architecture = ARCHITECTURES[config.architecture](hidden=config.hidden)
-    likelihood = LIKELIHOODS[config.likelihood]()
+    likelihood = PIXEL_MODELS[config.pixel_model](LIKELIHOODS[config.likelihood](), config.input_shape[0])
 
     def make_prior(encoder: nn.Module) -> Prior:
         return PRIORS[config.prior].build(

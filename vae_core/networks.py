@@ -3,7 +3,8 @@
 Every image network takes images (B, C, H, W); MLPs flatten them. An architecture (a key of
 `ARCHITECTURES`) builds the two image-facing pieces a model needs:
 
-- `image_encoder(input_shape, layers)`: images -> features (B, hidden);
+- `image_encoder(input_shape, layers)`: images -> features (B, F), F its `out_features`;
+  `layers` is 2 for an encoder of its own (q(z|x), q(z2|x)), 1 for the x-trunk of q(z1|x,z2);
 - `image_decoder(hidden, input_shape, params_per_pixel)`: features -> likelihood parameters
   (B, P, C, H, W).
 
@@ -161,7 +162,9 @@ class MLPArchitecture:
         self.hidden = hidden
 
     def image_encoder(self, input_shape: tuple[int, ...], layers: int) -> nn.Module:
-        return nn.Sequential(nn.Flatten(), gated_mlp(math.prod(input_shape), self.hidden, layers))
+        encoder = nn.Sequential(nn.Flatten(), gated_mlp(math.prod(input_shape), self.hidden, layers))
+        encoder.out_features = self.hidden
+        return encoder
 
     def image_decoder(self, input_shape: tuple[int, ...], params_per_pixel: int) -> nn.Module:
         return nn.Sequential(
@@ -171,29 +174,35 @@ class MLPArchitecture:
 
 
 class ConvEncoder(nn.Module):
-    """Gated convolutions (two stride-2 steps) then a gated dense layer to `hidden` features."""
+    """The paper's gated convolutional encoder: five gated convolutions, two of them stride 2, down
+    to 6 maps at a quarter of the resolution, flattened (6 x 7 x 7 = 294 features for 28 x 28).
 
-    def __init__(self, input_shape: tuple[int, int, int], hidden: int, channels: int):
+    `kernels` are the five kernel sizes: (7, 3, 5, 3, 3) for q(z|x) and q(z2|x), (3, 3, 3, 3, 3)
+    for the x-trunk of q(z1|x,z2), as in the authors' convHVAE.
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], kernels: tuple[int, ...] = (7, 3, 5, 3, 3)):
         super().__init__()
         c = input_shape[0]
+        k = kernels
         self.convs = nn.Sequential(
-            GatedConv2d(c, channels, 7),
-            GatedConv2d(channels, channels, 3, stride=2),
-            GatedConv2d(channels, 2 * channels, 5),
-            GatedConv2d(2 * channels, 2 * channels, 3, stride=2),
-            GatedConv2d(2 * channels, 6, 3),
+            GatedConv2d(c, 32, k[0]),
+            GatedConv2d(32, 32, k[1], stride=2),
+            GatedConv2d(32, 64, k[2]),
+            GatedConv2d(64, 64, k[3], stride=2),
+            GatedConv2d(64, 6, k[4]),
             nn.Flatten(),
         )
         with torch.no_grad():
-            flat = self.convs(torch.zeros(1, *input_shape)).shape[1]
-        self.dense = GatedDense(flat, hidden)
+            self.out_features = self.convs(torch.zeros(1, *input_shape)).shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense(self.convs(x))
+        return self.convs(x)
 
 
 class ConvDecoder(nn.Module):
-    """Features -> a full-resolution map -> gated convolutions -> P parameters per pixel."""
+    """Features -> one full-resolution map per channel (a gated dense layer) -> four gated 3 x 3
+    convolutions of `channels` maps -> P parameters per pixel (a 1 x 1 convolution)."""
 
     def __init__(self, input_shape: tuple[int, int, int], hidden: int, channels: int, params_per_pixel: int):
         super().__init__()
@@ -203,8 +212,7 @@ class ConvDecoder(nn.Module):
         self.dense = GatedDense(hidden, c * h * w)
         self.convs = nn.Sequential(
             GatedConv2d(c, channels, 3),
-            GatedConv2d(channels, channels, 3),
-            GatedConv2d(channels, channels, 3),
+            *(GatedConv2d(channels, channels, 3) for _ in range(3)),
             nn.Conv2d(channels, params_per_pixel * c, 1),
         )
 
@@ -215,17 +223,24 @@ class ConvDecoder(nn.Module):
 
 
 class ConvArchitecture:
-    """Gated convolutional encoder and decoder around the same gated dense latent layers."""
+    """The paper's convolutional networks (the authors' convHVAE): `ConvEncoder` trunks and a
+    `ConvDecoder` of 64 maps, around the same gated dense latent layers as the MLP.
+
+    One difference from the authors' code: their p(x|z1,z2) maps the two gated 300-unit trunks
+    straight to the 28 x 28 map; here the model's joint gated layer (600 -> 300, as in the MLP
+    HVAE) comes first, so every architecture receives features of one size.
+    """
 
     name = "conv"
+    encoder_kernels = {2: (7, 3, 5, 3, 3), 1: (3, 3, 3, 3, 3)}
 
-    def __init__(self, hidden: int = 300, channels: int = 32):
+    def __init__(self, hidden: int = 300, channels: int = 64):
         self.hidden = hidden
         self.channels = channels
 
     def image_encoder(self, input_shape: tuple[int, ...], layers: int) -> nn.Module:
-        encoder = ConvEncoder(input_shape, self.hidden, self.channels)
-        return nn.Sequential(encoder, gated_mlp(self.hidden, self.hidden, layers - 1))
+        assert layers in self.encoder_kernels, f"the conv encoder has depths {sorted(self.encoder_kernels)}"
+        return ConvEncoder(input_shape, self.encoder_kernels[layers])
 
     def image_decoder(self, input_shape: tuple[int, ...], params_per_pixel: int) -> nn.Module:
         return ConvDecoder(input_shape, self.hidden, self.channels, params_per_pixel)
