@@ -4,12 +4,13 @@
 #     bash benchmarks/gpu_check.sh OUTDIR [DATA_DIR]
 #
 # With the machine's own python3 (and its torch) it runs the CUDA tests (pytest -m cuda),
-# benchmarks/gpu_speed.py and benchmarks/speed.py --device cuda. Packages the machine lacks come
+# benchmarks/gpu_speed.py, benchmarks/speed.py --device cuda and one epoch of the conv models
+# (benchmarks/reproduce.py --models convhvae pixelhvae). Packages the machine lacks come
 # from the wheels in .gpu-carry/wheels, installed with pip --no-index into a temporary folder put
 # on PYTHONPATH (the system's packages are left alone). DATA_DIR (default: $VAMPVIZ_DATA_DIR, else
 # .gpu-carry/data) holds mnist_static/binarized_mnist_static.npz. Everything lands in OUTDIR:
-# summary.txt, env.txt, pytest.log, gpu_speed.{json,md,log} and speed.log. The whole check ends
-# within $GPU_CHECK_SECONDS (default 450); a step that fails or runs out of time is recorded in
+# summary.txt, env.txt, pytest.log, gpu_speed.{json,md,log}, speed.log and conv.log. The whole check ends
+# within $GPU_CHECK_SECONDS (default 560); a step that fails or runs out of time is recorded in
 # summary.txt and the next one runs. Exit status 0 only if every step passed.
 #
 #     bash benchmarks/gpu_check.sh --prepare [DATA_DIR]
@@ -62,7 +63,7 @@ OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 DATA=${2:-${VAMPVIZ_DATA_DIR:-$CARRY/data}}
 DATA=$(cd "$DATA" 2>/dev/null && pwd || echo "$DATA")
 cd "$ROOT" || exit 2
-DEADLINE=$((SECONDS + ${GPU_CHECK_SECONDS:-450}))
+DEADLINE=$((SECONDS + ${GPU_CHECK_SECONDS:-560}))
 SUMMARY=$OUT/summary.txt
 : >"$SUMMARY"
 failed=0
@@ -133,6 +134,12 @@ step "gpu_speed.py" 230 "$OUT/gpu_speed.stdout" \
 rm -f "$OUT/gpu_speed.stdout"  # gpu_speed.md holds what it printed; OUTDIR keeps few files
 step "speed.py --device cuda" 120 "$OUT/speed.log" \
   "$PY" benchmarks/speed.py --device cuda --no-write --no-compile --rounds 3
+# the paper's conv models (vae_core.pixelcnn), one epoch each on static MNIST and S = 5000 on 100
+# test images: their s/epoch and evaluation time size the GPU budget of their reproduction rows
+step "convHVAE and PixelHVAE, 1 epoch each" 150 "$OUT/conv.log" \
+  "$PY" benchmarks/reproduce.py --device cuda --data-dir "$DATA" --datasets mnist-static \
+  --models convhvae pixelhvae --priors vampprior --epochs mnist-static=1 --warmup mnist-static=0 \
+  --test-limit mnist-static=100 --runs-dir "${TMPDIR:-/tmp}/vampviz-gpu-conv" --no-report
 
 echo
 echo "GPU check on $(grep '^gpu ' "$OUT/env.txt" | cut -d' ' -f2-): $([ $failed -eq 0 ] && echo passed || echo 'see above')" \

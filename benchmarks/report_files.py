@@ -93,14 +93,18 @@ def replace_records(path: Path, kind: str, records: list[dict]) -> None:
     write_text(path, json.dumps(kept + records, indent=2) + "\n")
 
 
-def recorded(path: Path, kind: str, fields: tuple[str, ...]) -> set[tuple]:
-    """The `fields` of every record of `kind` in the JSON list at `path` (none if it is missing or
-    does not parse: replace_records refuses such a file itself)."""
+def read_records(path: Path, kind: str, fields: tuple[str, ...] = ()) -> list[dict]:
+    """The records of `kind` (holding every one of `fields`) in the JSON list at `path`; none if it
+    is missing or does not parse (replace_records refuses such a file itself)."""
     try:
         existing = json.loads(Path(path).read_text() or "[]")
     except (OSError, json.JSONDecodeError):
-        return set()
+        return []
     if not isinstance(existing, list):
-        return set()
-    return {tuple(r[f] for f in fields) for r in existing
-            if isinstance(r, dict) and r.get("kind") == kind and set(fields) <= set(r)}
+        return []
+    return [r for r in existing if isinstance(r, dict) and r.get("kind") == kind and set(fields) <= set(r)]
+
+
+def recorded(path: Path, kind: str, fields: tuple[str, ...]) -> set[tuple]:
+    """The `fields` of every record of `kind` in the JSON list at `path`."""
+    return {tuple(r[f] for f in fields) for r in read_records(path, kind, fields)}

@@ -4,8 +4,10 @@ arXiv:1705.07120), Table 2, with vae_core: train and evaluate a grid of (dataset
 
 The grid (`GRID` in reproduce_grid.py) is the paper's MLP experiments on Caltech 101 Silhouettes and Frey Faces
 (VAE and HVAE x standard / mog / vampprior / vampprior-data) and on static MNIST (VAE and HVAE x
-standard / vampprior). Every run uses the paper's settings unless a flag shrinks the budget:
-gated MLP 2 x 300, latent 40 (z1 and z2 40 each for the HVAE), K = 500 pseudo-inputs (and 500
+standard / vampprior), and its convolutional two-level models, convHVAE and PixelHVAE x standard /
+vampprior, on all three (`--models convhvae pixelhvae`; about 100x the MLPs' compute per image:
+GPU-sized). Every run uses the paper's settings unless a flag shrinks the budget:
+gated MLP 2 x 300 (or the authors' gated conv networks), latent 40 (z1 and z2 40 each for the HVAE), K = 500 pseudo-inputs (and 500
 mixture components for mog), batch 100, Adam lr 5e-4 on L2-normalised gradients (the authors'
 AdamNormGrad), KL warm-up 100 epochs, early stopping with patience 50, at most 2000 epochs, and the
 test log-likelihood by importance sampling with S = 5000. We also report the ELBO, active units
@@ -55,6 +57,7 @@ from benchmarks.reproduce_grid import (
     ALL_PRIORS,
     DATASETS,
     GRID,
+    MODELS,
     PAPER_EPOCHS,
     PAPER_PATIENCE,
     PAPER_SAMPLES,
@@ -86,7 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Defaults are the paper's full budget; see the module docstring for examples.")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--models", nargs="+", default=["vae", "hvae"], choices=["vae", "hvae"])
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                   help="vae, hvae (the paper's MLPs), convhvae, pixelhvae (its conv models; GPU-sized)")
     p.add_argument("--priors", nargs="+", default=list(ALL_PRIORS), choices=list(ALL_PRIORS))
     p.add_argument("--epochs", action="append", metavar="[DATASET=]N",
                    help=f"epoch budget (default {PAPER_EPOCHS}, the paper's)")
@@ -116,6 +120,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="let the report drop cells it holds that the runs folder has no finished run of "
                         "(by default it is then left alone, so a fresh clone or a one-cell run cannot "
                         "wipe the committed table)")
+    p.add_argument("--merge-report", action="store_true",
+                   help="update the report's cells that the runs folder has finished runs of and keep its "
+                        "other cells as they are (e.g. to add the conv rows from their own runs folder)")
     p.add_argument("--compare-runs-dir", type=Path, default=None, metavar="DIR",
                    help="a second runs folder holding some of the same cells under another budget (e.g. the "
                         "paper's warm-up); RESULTS.md lists them beside the main runs")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report_files import RESULTS_JSON, replace_records
-from benchmarks.reproduce_grid import DATASETS, GRID, PAPER_TABLE2, run_name
+from benchmarks.reproduce_grid import DATASETS, GRID, MODELS, PAPER_TABLE2, run_name
 from vae_core import checkpoint as ckpt
 from vae_core.data import get_spec
 
@@ -106,7 +106,7 @@ def compare(records: list[dict], prior: str, baseline: str = "standard") -> list
     by_key = {(r["dataset"], r["model"], r["prior"]): r for r in records}
     pairs = []
     for dataset in DATASETS:
-        for model in ("vae", "hvae"):
+        for model in MODELS:
             new, base = by_key.get((dataset, model, prior)), by_key.get((dataset, model, baseline))
             if not new or not base:
                 if new or base:

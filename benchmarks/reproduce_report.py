@@ -13,6 +13,7 @@ from benchmarks.report_files import (
     RESULTS_JSON,
     RESULTS_MD,
     fill,
+    read_records,
     recorded,
     replace_section,
 )
@@ -26,6 +27,7 @@ from benchmarks.reproduce_grid import (
     PAPER_EPOCHS,
     PAPER_TABLE2,
     PAPER_WARMUP,
+    model_title,
     run_name,
 )
 from benchmarks.reproduce_records import (
@@ -72,7 +74,7 @@ def claim_rows(records: list[dict]) -> list[tuple[str, str, str]]:
     (2) VampPrior has more active units. Both priors are evaluated on the same test points."""
     rows = []
     for pair in compare(records, "vampprior"):
-        label = f"{_title(pair['dataset'])}, {pair['model'].upper()}"
+        label = f"{_title(pair['dataset'])}, {model_title(pair['model'])}"
         if pair["skip"]:
             rows.append((label, pair["skip"], pair["skip"]))
             continue
@@ -118,7 +120,7 @@ def claim_summary(records: list[dict]) -> str:
                          "units off as training goes on (its KL term pushes unused dimensions onto the prior).")
             if pruned:
                 listing = "; ".join(
-                    f"{_title(p['dataset'])} {p['model'].upper()}: {total_units(p['base']['active_units'])} "
+                    f"{_title(p['dataset'])} {model_title(p['model'])}: {total_units(p['base']['active_units'])} "
                     f"with the standard prior, {total_units(p['new']['active_units'])} with the VampPrior"
                     for p in pruned)
                 kept = sum(total_units(p["new"]["active_units"]) > total_units(p["base"]["active_units"])
@@ -154,14 +156,14 @@ def why_budget(records: list[dict], others: list[dict] = ()) -> str:
         paper = PAPER_TABLE2.get((r["dataset"], r["model"], r["prior"]))
         if paper:
             ours = ours_in_paper_unit(r["dataset"], r)
-            gaps.append(f"{_title(r['dataset'])} {r['model'].upper()} + {r['prior']} after {r['epochs']} epochs is "
+            gaps.append(f"{_title(r['dataset'])} {model_title(r['model'])} + {r['prior']} after {r['epochs']} epochs is "
                         f"{fmt(abs(ours - paper[0]), r['unit'])} {r['unit']} {'below' if ours < paper[0] else 'above'} "
                         "the paper's")
     caltech = [r for r in records if r["dataset"] == "caltech101"]
     if caltech:
         best = max(caltech, key=lambda r: r["log_likelihood"])
         gap = best["log_likelihood"] - CALTECH_VAMPPRIOR_NOTE
-        gaps.append(f"our best Caltech101 model ({best['model'].upper()} + {best['prior']}, "
+        gaps.append(f"our best Caltech101 model ({model_title(best['model'])} + {best['prior']}, "
                     f"{best['log_likelihood']:.2f}) is {abs(gap):.2f} nats {'below' if gap < 0 else 'above'} the "
                     f"{CALTECH_VAMPPRIOR_NOTE} quoted for the paper's Caltech101 VampPrior")
     lines = []
@@ -199,7 +201,7 @@ def warmup_check(dataset: str, runs: list[dict], others: list[dict]) -> str:
     verdict = (": those runs had overfit by the end of the warm-up, so the warm-up does not explain our gap "
                "to the paper on this dataset; we do not know what does." if all(c < 0 for c in changes) else ".")
     return fill(TEMPLATE, "warmup_check", paper_warmup=PAPER_WARMUP, unit=unit, verdict=verdict,
-                cells=", ".join(f"{r['model'].upper()} + {r['prior']}" for r, _ in pairs),
+                cells=", ".join(f"{model_title(r['model'])} + {r['prior']}" for r, _ in pairs),
                 changes=", ".join(signed(c, unit) for c in changes))
 
 
@@ -219,7 +221,7 @@ def budget_check(records: list[dict], others: list[dict], others_dir: Path | Non
         if (main["n_test"], main["test_selection"]) == (other["n_test"], other["test_selection"]):
             noise = f" (2σ ≈ {fmt(2 * gain_stderr(other, main), unit)})"
         rows.append(
-            f"| {_title(dataset)} | {main['model'].upper()} | {main['prior']} "
+            f"| {_title(dataset)} | {model_title(main['model'])} | {main['prior']} "
             f"| {main['warmup']}, {main['epochs']}/{main['epoch_budget']}, best {main['best_epoch']} "
             f"| {fmt(b, unit)} | {units(main['active_units'])} "
             f"| {other['warmup']}, {other['epochs']}/{other['epoch_budget']}, best {other['best_epoch']} "
@@ -250,7 +252,7 @@ def table_row(record: dict, sources: dict[str, str]) -> str:
     if paper:
         paper_cell = f"{fmt(paper[0], unit)} ({sources[paper[1]]})"
         diff = signed(ours - paper[0], unit)
-    return (f"| {_title(r['dataset'])} | {r['model'].upper()} | {r['prior']} "
+    return (f"| {_title(r['dataset'])} | {model_title(r['model'])} | {r['prior']} "
             f"| {fmt(ours, unit)} ± {fmt(stderr_in_unit(r), unit)} | {paper_cell} | {diff} | {unit} "
             f"| {r['elbo']:.2f} | {units(r['active_units'])} | {r['epochs']}/{r['epoch_budget']}, best {r['best_epoch']} "
             f"| {r['warmup']} | {r['n_test']} {r['test_selection']} | {r['seconds_per_epoch']:.1f} "
@@ -304,15 +306,21 @@ def write_results_md(records: list[dict], others: list[dict] = (), others_dir: P
     replace_section(path, SECTION_START, SECTION_END, render_section(records, others, others_dir))
 
 
-def publish(runs_dir: Path, compare_runs_dir: Path | None = None, replace_report: bool = False) -> tuple[bool, str]:
+def publish(runs_dir: Path, compare_runs_dir: Path | None = None, replace_report: bool = False,
+            merge_report: bool = False) -> tuple[bool, str]:
     """Rewrite the reproduction records and section from the finished runs in `runs_dir`; whether it
     did, and a line saying what happened.
 
     Leaves both files alone when that would drop cells they report and the runs folder lacks,
     unless `replace_report`: the committed table outlives the runs folders it was made from,
-    which a fresh clone does not have.
+    which a fresh clone does not have. With `merge_report` those cells keep their committed records.
     """
     records = collect_records(runs_dir)
+    if merge_report:
+        fresh = recorded_cells(records)
+        kept = [r for r in read_records(RESULTS_JSON, KIND, CELL) if tuple(r[f] for f in CELL) not in fresh]
+        records = sorted(records + kept, key=lambda r: GRID.index(tuple(r[f] for f in CELL))
+                         if tuple(r[f] for f in CELL) in GRID else len(GRID))
     dropped = recorded(RESULTS_JSON, KIND, CELL) - recorded_cells(records)
     if dropped and not replace_report:
         return False, (f"left {RESULTS_MD.name} and {RESULTS_JSON.name} alone: they report {len(dropped)} cell(s) "

@@ -17,6 +17,7 @@ from benchmarks.reproduce_grid import (
     DATASETS,
     HIDDEN,
     LATENT,
+    MODELS,
     PAPER_BATCH,
     PAPER_LR,
     run_name,
@@ -39,8 +40,8 @@ def log(message: str) -> None:
 
 def configs(args, dataset: str, model: str, prior: str) -> tuple[ModelConfig, TrainConfig]:
     model_config = ModelConfig.for_dataset(
-        dataset, model=model, prior=prior, architecture="mlp", latent_dim=LATENT, latent_dim_z1=LATENT,
-        hidden=HIDDEN, components=args.components[dataset])
+        dataset, prior=prior, latent_dim=LATENT, latent_dim_z1=LATENT, hidden=HIDDEN,
+        components=args.components[dataset], **MODELS[model])
     train_config = TrainConfig(
         epochs=args.epochs[dataset], batch_size=PAPER_BATCH, lr=PAPER_LR, warmup=args.warmup[dataset],
         patience=args.patience, normalize_gradients=not args.no_normalize_gradients, seed=args.seed,
@@ -156,7 +157,7 @@ def report(args) -> bool:
     """Rewrite results.json and RESULTS.md from args.runs_dir (unless --no-report); whether it did."""
     if args.no_report:
         return True
-    done, message = publish(args.runs_dir, args.compare_runs_dir, args.replace_report)
+    done, message = publish(args.runs_dir, args.compare_runs_dir, args.replace_report, args.merge_report)
     log(message)
     return done
 

@@ -48,6 +48,7 @@ from benchmarks.reproduce_grid import (
     DATASETS,
     GRID,
     SORTED_TEST_SETS,
+    model_title,
     run_name,
     test_points,
 )
@@ -147,7 +148,7 @@ def claim_lines(records: list[dict]) -> list[str]:
 
 
 def _pair_name(pair: dict[str, dict]) -> str:
-    return f"{_title(pair['standard'])} {pair['standard']['model'].upper()}"
+    return f"{_title(pair['standard'])} {model_title(pair['standard']['model'])}"
 
 
 def _likelihood(run: Path) -> str:
@@ -183,11 +184,11 @@ def render_section(records: list[dict]) -> str:
     lines += ["| dataset | model | prior | epochs | samples H (nats/image) | reconstructions H | excess |",
               "|---|---|---|---:|---:|---:|---:|"]
     for r in records:
-        lines.append(f"| {_title(r)} | {r['model'].upper()} | {r['prior']} | {r['epochs']} | "
+        lines.append(f"| {_title(r)} | {model_title(r['model'])} | {r['prior']} | {r['epochs']} | "
                      f"{r['prior_entropy']:.2f} | {r['posterior_entropy']:.2f} | {excess(r):+.2f} |")
     for (dataset, model), pair in _pairs(records).items():
         standard, vamp = pair["standard"], pair["vampprior"]
-        lines += ["", f"**{_title(standard)}, {model.upper()}**: samples' entropy {standard['prior_entropy']:.2f} "
+        lines += ["", f"**{_title(standard)}, {model_title(model)}**: samples' entropy {standard['prior_entropy']:.2f} "
                       f"(standard) vs {vamp['prior_entropy']:.2f} (VampPrior) nats per image", "",
                   "| standard prior | VampPrior |", "|---|---|",
                   f"| ![standard samples]({standard['figure']}) | ![VampPrior samples]({vamp['figure']}) |"]

@@ -161,6 +161,36 @@ def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path,
     assert len(json.loads(results_json.read_text())) == 1
 
 
+def test_merging_updates_the_cells_run_and_keeps_the_others(tmp_path, monkeypatch, paired):
+    """--merge-report: the conv rows, run in their own folder, join the committed MLP rows."""
+    results_json, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    monkeypatch.setattr(reproduce_report, "RESULTS_JSON", results_json)
+    monkeypatch.setattr(reproduce_report, "RESULTS_MD", results_md)
+    committed = [record("standard", paired[0]), record("vampprior", paired[1])]
+    write_results_json(committed, results_json)
+    conv = [record("vampprior", paired[1] + 3.0, model="pixelhvae"), record("vampprior", paired[1] + 0.5)]
+    monkeypatch.setattr(reproduce_report, "collect_records", lambda runs_dir: conv)
+    assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "conv"), "--merge-report"]) == 0
+    merged = json.loads(results_json.read_text())
+    assert [(r["model"], r["prior"]) for r in merged] == [  # in the grid's order
+        ("vae", "standard"), ("vae", "vampprior"), ("pixelhvae", "vampprior")]
+    assert merged[1]["log_likelihood"] == pytest.approx(paired[1].mean() + 0.5)  # the cell run again: updated
+    assert merged[0]["log_likelihood"] == pytest.approx(paired[0].mean())  # kept as committed
+    assert "| PixelHVAE | vampprior" in results_md.read_text()
+
+
+def test_the_grid_holds_the_conv_models_of_the_paper():
+    from benchmarks.reproduce_grid import GRID, MODELS, PAPER_TABLE2
+    from vae_core.config import ModelConfig
+
+    for dataset in DATASETS:
+        for model in ("convhvae", "pixelhvae"):
+            assert {(dataset, model, p) for p in ("standard", "vampprior")} <= set(GRID)
+    assert PAPER_TABLE2[("mnist-static", "pixelhvae", "vampprior")][0] == -79.78
+    config = ModelConfig.for_dataset("mnist-static", **MODELS["pixelhvae"]).validate()
+    assert (config.model, config.architecture, config.pixel_model) == ("hvae", "conv", "pixelcnn")
+
+
 def test_a_runs_folder_in_use_is_refused(tmp_path):
     """Two reproduce.py processes resuming the same runs would interleave their epochs."""
     from vae_core.locking import acquire_lock, release_lock
