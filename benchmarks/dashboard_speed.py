@@ -15,7 +15,8 @@ Measures, each in a fresh process so no cache is warm by accident:
   4. a UMAP projection of the test set: cold (empty projection and numba caches), cold with
      numba's cache warm, and served from the on-disk projection cache.
 Prints a table and rewrites the "Dashboard speed" section of benchmarks/RESULTS.md (between the
-<!-- dashboard:start --> and <!-- dashboard:end --> markers; the rest of the file is kept).
+<!-- dashboard:start --> and <!-- dashboard:end --> markers; the rest of the file is kept) and
+its "dashboard_speed" record in benchmarks/results.json (other records are kept).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ START, END = "<!-- dashboard:start -->", "<!-- dashboard:end -->"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.report_files import RESULTS_MD, cpu_name, replace_section  # noqa: E402
+from benchmarks.report_files import RESULTS_JSON, RESULTS_MD, cpu_name, replace_records, replace_section  # noqa: E402
+
+KIND = "dashboard_speed"  # the results.json records this script writes (it replaces its own only)
 
 IDLE = '[data-testid="stApp"][data-test-connection-state="CONNECTED"][data-test-script-state="notRunning"]'
 CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -166,7 +169,7 @@ def table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"| {a.ljust(width)} | {b} |" for a, b in lines)
 
 
-def targets(server: dict, apptest: dict) -> str:
+def target_checks(server: dict, apptest: dict) -> list[tuple[str, bool]]:
     """The dashboard's speed targets, each with what this run measured and whether it met it."""
     switches = apptest["switches"]
     revisits = {page: t["revisit"] for page, t in switches.items()}
@@ -178,7 +181,21 @@ def targets(server: dict, apptest: dict) -> str:
     if "latent_space" in switches:
         latent = switches["latent_space"]["first visit"]
         checks.append((f"Latent space with its shipped UMAP, first visit < 2 s: {latent:.2f} s", latent < 2))
+    return checks
+
+
+def targets(server: dict, apptest: dict) -> str:
+    checks = target_checks(server, apptest)
     return "Targets:\n\n" + "\n".join(f"- {'met' if ok else '**missed**'}: {what}" for what, ok in checks)
+
+
+def record(checkpoint: str, with_datasets: bool, server: dict, apptest: dict, umap: dict | None) -> dict:
+    """This run as one results.json record (kind "dashboard_speed"), with the machine it ran on."""
+    return {
+        "kind": KIND, "date": date.today().isoformat(), "machine": machine(), "checkpoint": Path(checkpoint).name,
+        "with_datasets": with_datasets, "server": server, "apptest": apptest, "umap": umap,
+        "targets": [{"target": what, "met": ok} for what, ok in target_checks(server, apptest)],
+    }
 
 
 def write_section(text: str) -> None:
@@ -245,7 +262,9 @@ def main() -> None:
                   f"{umap['cached']['points']} test points, with the pseudo-inputs and 500 prior samples "
                   "transformed at fit time).")
     write_section(notes)
-    print(f"\nwrote the dashboard section of {RESULTS_MD.relative_to(ROOT)}")
+    replace_records(RESULTS_JSON, KIND, [record(checkpoint, args.with_datasets, server, apptest, umap)])
+    print(f"\nwrote the dashboard section of {RESULTS_MD.relative_to(ROOT)} and its record in "
+          f"{RESULTS_JSON.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from benchmarks import dashboard_speed
 from benchmarks.dashboard_speed import targets
 
 
@@ -19,3 +22,18 @@ def test_without_a_browser_the_first_page_is_the_apptest_run():
     apptest = {"first": 3.0, "switches": {"samples": {"first visit": 0.5, "revisit": 0.2}}}
     assert targets({"health": 1.0}, apptest).splitlines()[2] == (
         "- met: first page rendered ≤ 5 s after the server is ready: 3.00 s")
+
+
+def test_a_run_is_recorded_in_results_json_beside_the_other_records(tmp_path, monkeypatch):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"kind": "reproduction", "model": "vae"}]))
+    monkeypatch.setattr(dashboard_speed, "RESULTS_JSON", results)
+    server = {"health": 2.0, "browser_first_page": 6.0}
+    apptest = {"first": 9.0, "switches": {"samples": {"first visit": 0.8, "revisit": 0.4}}}
+    new = dashboard_speed.record("/x/checkpoints/mnist-static-vae-vampprior", False, server, apptest, None)
+    dashboard_speed.replace_records(results, dashboard_speed.KIND, [new])
+    dashboard_speed.replace_records(results, dashboard_speed.KIND, [new])  # a rerun replaces its record
+    kept, speed = json.loads(results.read_text())
+    assert kept == {"kind": "reproduction", "model": "vae"}
+    assert speed["checkpoint"] == "mnist-static-vae-vampprior" and "CPU cores" in speed["machine"]
+    assert [t["met"] for t in speed["targets"]] == [False, True]
