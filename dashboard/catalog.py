@@ -7,10 +7,25 @@ from pathlib import Path
 
 from vae_core import paths
 from vae_core.checkpoint import CONFIG_FILE, CheckpointInfo, read_info
+from vae_core.config import ModelConfig
 from vae_core.errors import VampvizError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = ROOT / "checkpoints"
+PIXEL_MODEL_TITLES = {"pixelcnn": "PixelCNN"}  # how tables name a pixel model (other keys: as they are)
+
+
+def pixel_model_title(config: ModelConfig) -> str:
+    """How pages name the model's pixel model p(x|z) ("PixelCNN")."""
+    return PIXEL_MODEL_TITLES.get(config.pixel_model, config.pixel_model)
+
+
+def model_title(config: ModelConfig) -> str:
+    """The model as tables and captions name it: "VAE", "HVAE", or "HVAE + PixelCNN" where p(x|z)
+    is not the default model of independent pixels (the paper's PixelHVAE)."""
+    if config.pixel_model == ModelConfig.pixel_model:
+        return config.model.upper()
+    return f"{config.model.upper()} + {pixel_model_title(config)}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,7 @@ class Entry:
         c = self.info.config
         latent = "×".join(str(v) for v in c.latent_sizes.values())
         k = f", K={c.components}" if c.has_components else ""
-        return f"{c.dataset} · {c.model.upper()} · {c.prior}{k} · z={latent}"
+        return f"{c.dataset} · {model_title(c)} · {c.prior}{k} · z={latent}"
 
 
 PENDING = {"training": "training: no weights until its first epoch ends",
@@ -86,7 +101,7 @@ def summary_row(entry: Entry) -> dict:
     return {
         "checkpoint": entry.path.name,
         "dataset": c.dataset,
-        "model": c.model.upper(),
+        "model": model_title(c),
         "prior": c.prior,
         "K": c.components if c.has_components else None,
         "latent": " / ".join(f"{k}={v}" for k, v in c.latent_sizes.items()),

@@ -257,31 +257,58 @@ def component_images(model) -> np.ndarray | None:
     return None if prior is None else prior.component_images(model.decode).float().cpu().numpy()
 
 
-@torch.no_grad()
-def decode(model, z) -> np.ndarray:
-    """Mean images of p(x|z) for latent codes z (B, D) on the prior's layer (z2 for the HVAE)."""
-    return model.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32, device=model_device(model))).cpu().numpy()
+RECONSTRUCTION_CHUNK = 8  # images per reconstruction call when progress is reported
+
+
+def decodes_in_one_pass(model) -> bool:
+    """Whether the model's p(x|z) gives an image in one network pass. An autoregressive one (a
+    PixelCNN) draws pixel after pixel, `generation_passes` passes per image: pages then decode in
+    the background, fewer images, or not at all."""
+    return not model.likelihood.autoregressive
 
 
 @torch.no_grad()
-def reconstruct(model, images) -> np.ndarray:
-    return model.reconstruct(torch.as_tensor(np.asarray(images), dtype=torch.float32,
-                                             device=model_device(model))).cpu().numpy()
+def decode(model, z, progress=None, seed: int = 0) -> np.ndarray:
+    """Mean images of p(x|z) for latent codes z (B, D) on the prior's layer (z2 for the HVAE).
+
+    Seeded: an autoregressive p(x|z) shows its conditional means along one random draw."""
+    device = model_device(model)
+    with seeded(seed, device):
+        return model.decode(torch.as_tensor(np.asarray(z), dtype=torch.float32, device=device), progress).cpu().numpy()
 
 
 @torch.no_grad()
-def prior_samples(model, n: int, seed: int) -> np.ndarray:
+def reconstruct(model, images, progress=None, seed: int = 0) -> np.ndarray:
+    """decode(E[z|x]) for images (N, C, H, W), seeded like `decode`.
+
+    With `progress`, the images go RECONSTRUCTION_CHUNK at a time and `progress(images done, N)`
+    follows each chunk (the model's `reconstruct` reports nothing itself)."""
+    images = np.asarray(images)
+    device = model_device(model)
+    chunk = RECONSTRUCTION_CHUNK if progress else max(1, len(images))
+    out = []
+    with seeded(seed, device):
+        for start in range(0, len(images), chunk):
+            x = torch.as_tensor(images[start : start + chunk], dtype=torch.float32, device=device)
+            out.append(model.reconstruct(x).cpu().numpy())
+            if progress:
+                progress(start + len(x), len(images))
+    return np.concatenate(out) if out else np.empty_like(images, dtype=np.float32)
+
+
+@torch.no_grad()
+def prior_samples(model, n: int, seed: int, progress=None) -> np.ndarray:
     """n images from the model: z ~ p(z) (a mixture picks a component per sample), decoded."""
     with seeded(seed, model_device(model)):
-        return model.sample(n).cpu().numpy()
+        return model.sample(n, progress).cpu().numpy()
 
 
 @torch.no_grad()
-def component_samples(model, component: int, n: int, seed: int) -> np.ndarray:
+def component_samples(model, component: int, n: int, seed: int, progress=None) -> np.ndarray:
     """n images decoded from draws of one component of a mixture prior (q(z | u_k) for a VampPrior)."""
     with seeded(seed, model_device(model)):
         z = model.prior.component_sample(component, n)
-    return model.decode(z).cpu().numpy()
+        return model.decode(z, progress).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -296,7 +323,7 @@ class MixtureAnalysis:
     order: np.ndarray  # (K,) components by mean_resp, largest first
     winners: np.ndarray  # (K,) test images each component is the most likely one for
     heads: np.ndarray  # (K, C, H, W) one image per component
-    reconstructions: np.ndarray | None  # (K, C, H, W) the heads reconstructed (pseudo-inputs only)
+    reconstructions: np.ndarray | None  # (K, C, H, W) the heads reconstructed (pseudo-inputs, one-pass p(x|z) only)
     neighbours: np.ndarray  # (K, m) indices of the nearest training images to each head
     distances: np.ndarray  # (K, m) their pixel-space distances
 
@@ -307,7 +334,8 @@ def analyse_mixture(model, test_means, train_images, neighbours: int = 8) -> Mix
 
     `test_means` are the test set's posterior means on the prior's layer (N, D); "heads" are the
     prior's component images (the pseudo-inputs of a VampPrior, the decoded means of a mixture of
-    Gaussians); the nearest training images are found in pixel space.
+    Gaussians); the nearest training images are found in pixel space. The pseudo-inputs are
+    reconstructed only where p(x|z) decodes in one pass: K autoregressive draws would take minutes.
     """
     prior = mixture_prior(model)
     if prior is None:
@@ -321,7 +349,7 @@ def analyse_mixture(model, test_means, train_images, neighbours: int = 8) -> Mix
         name=prior.component_name, symbol=prior.component_symbol, density=prior.component_density,
         images_are_inputs=prior.images_are_inputs, mean_resp=mean_resp, order=component_order(mean_resp),
         winners=np.bincount(responsibilities.argmax(1), minlength=len(means)), heads=heads,
-        reconstructions=reconstruct(model, heads) if prior.images_are_inputs else None,
+        reconstructions=reconstruct(model, heads) if prior.images_are_inputs and decodes_in_one_pass(model) else None,
         neighbours=index, distances=distances)
 
 

@@ -270,18 +270,18 @@ def _run(job: _Job, resume: bool, data: DatasetSplits | None, lock: Path, thread
                 _evaluate_best(job, data)
             except Exception as exc:  # noqa: BLE001 - the run itself is complete; say so in one line
                 _log.exception("evaluating %s failed", job.out)
-                error = f"trained, but the evaluation failed: {_one_line(exc)}"
+                error = f"trained, but the evaluation failed: {one_line(exc)}"
     except (VampvizError, ValueError) as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a page shows one line; the log keeps the traceback
         _log.exception("training into %s failed", job.out)
-        error = _one_line(exc)
+        error = one_line(exc)
     finally:
         release_lock(lock)  # before the state changes, so whoever sees the end can start again
         job.finish(state, error, early)
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     """An unexpected exception as the one line a page shows (the log keeps the traceback)."""
     message = str(exc).strip()
     return f"{type(exc).__name__}: {message.splitlines()[0] if message else 'no message'}"

@@ -9,8 +9,9 @@ import plotly.colors
 import plotly.graph_objects as go
 import torch
 
-from vae_core.evaluate import model_device
 from vae_core.priors import MixturePrior
+
+from . import gallery
 
 PRIOR_COLOUR = "#7F7F7F"
 
@@ -98,20 +99,19 @@ def selected_point(selection) -> tuple[str, int] | None:
 
 
 @torch.no_grad()
-def point_images(model, kind: str, index: int, x_test: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def point_images(model, kind: str, index: int, x_test: np.ndarray, progress=None) -> tuple[np.ndarray, list[str]]:
     """Images explaining a picked point (N, C, H, W) and their captions.
 
     "test": the image and its reconstruction; "component": the pseudo-input u_k (VampPrior only)
-    and the decoding of its component mean.
+    and the decoding of its component mean. `progress(done, total)` follows an autoregressive decoding.
     """
-    device = model_device(model)
     if kind == "test":
-        x = torch.as_tensor(x_test[index:index + 1], dtype=torch.float32, device=device)
-        return (np.concatenate([x_test[index:index + 1], model.reconstruct(x).float().cpu().numpy()]),
+        image = x_test[index:index + 1]
+        return (np.concatenate([image, gallery.reconstruct(model, image, progress)]),
                 [f"test image #{index}", "its reconstruction"])
     prior = model.prior
     assert isinstance(prior, MixturePrior), "only a mixture prior has components to pick"
-    decoded = model.decode(prior.components()[0][index:index + 1]).float().cpu().numpy()
+    decoded = gallery.decode(model, prior.components()[0][index:index + 1].float().cpu().numpy(), progress)
     if prior.images_are_inputs:
         image = prior.component_images(model.decode)[index:index + 1].float().cpu().numpy()
         return (np.concatenate([image, decoded]),

@@ -15,6 +15,7 @@ from vae_core.evaluate import aggregated_posterior_kl, model_device
 from vae_core.projections import sample_prior
 from vae_core.seeding import seeded
 
+from . import gallery
 from .latent_map import PRIOR_COLOUR, label_colours
 
 POSTERIOR_COLOUR = "#D62728"
@@ -67,15 +68,15 @@ def paired_samples(model, images: np.ndarray, labels=None, per_image: int = 1, s
 
 
 @torch.no_grad()
-def decoded_manifold(model, xlim, ylim, steps: int = 15) -> np.ndarray:
+def decoded_manifold(model, xlim, ylim, steps: int = 15, progress=None) -> np.ndarray:
     """The decoder's mean image at each point of a steps x steps grid over a 2-D latent plane:
-    (steps, steps, C, H, W), row 0 at the top (largest z2), as the plane is drawn."""
+    (steps, steps, C, H, W), row 0 at the top (largest z2), as the plane is drawn; `progress(done,
+    total)` follows an autoregressive decoding (seeded: see `gallery.decode`)."""
     assert model.prior.latent_dim == 2, "the decoded manifold needs a 2-D latent"
     xs = np.linspace(*xlim, steps, dtype=np.float32)
     ys = np.linspace(*ylim, steps, dtype=np.float32)[::-1]
     gx, gy = np.meshgrid(xs, ys)
-    z = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], axis=1), device=model_device(model))
-    images = model.decode(z).float().cpu().numpy()
+    images = gallery.decode(model, np.stack([gx.ravel(), gy.ravel()], axis=1), progress)
     return images.reshape(steps, steps, *images.shape[1:])
 
 

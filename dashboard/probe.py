@@ -18,7 +18,7 @@ import torch
 from vae_core.evaluate import model_device
 from vae_core.seeding import seeded
 
-from .gallery import mixture_prior
+from .gallery import decodes_in_one_pass, mixture_prior
 
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
 ORIENTATION_TAG = 0x0112
@@ -248,7 +248,7 @@ def image_to_input(file_bytes: bytes, input_shape, input_type: str, *, binarize:
 class ProbeResult:
     """What the model does with one image."""
 
-    reconstruction: np.ndarray  # (C, H, W)
+    reconstruction: np.ndarray | None  # (C, H, W); None where p(x|z) draws pixel by pixel (see `probe`)
     means: dict[str, np.ndarray]  # posterior mean per latent layer
     elbo: float  # mean over draws of z
     responsibilities: np.ndarray | None = None  # (K,) p(k | z) on the prior's layer; None: no mixture
@@ -262,14 +262,16 @@ def probe(model, x: np.ndarray, elbo_samples: int = 64, seed: int = 0) -> ProbeR
     """Reconstruction, posterior means per layer, a mean ELBO, and the prior components' responsibilities.
 
     The responsibilities r_k = p(k | z) are taken at the posterior mean z on the prior's layer (z2
-    for the HVAE), as on the Pseudo-inputs page; None when the prior is no mixture.
+    for the HVAE), as on the Pseudo-inputs page; None when the prior is no mixture. An autoregressive
+    p(x|z) takes a pass per pixel to reconstruct: then the reconstruction is None, left to the page
+    to draw in the background, and everything else here stays as quick as ever.
     """
     device = model_device(model)
     batch = torch.as_tensor(np.asarray(x, dtype=np.float32)[None], device=device)
     means = {name: m[0].float().cpu().numpy() for name, m in model.latent_means(batch).items()}
     with seeded(seed, device):
         elbo = model(batch.expand(elbo_samples, *batch.shape[1:]), beta=1.0).elbo.mean().item()
-    reconstruction = model.reconstruct(batch)[0].float().cpu().numpy()
+    reconstruction = model.reconstruct(batch)[0].float().cpu().numpy() if decodes_in_one_pass(model) else None
     prior = mixture_prior(model)
     if prior is None:
         return ProbeResult(reconstruction, means, elbo)

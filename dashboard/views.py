@@ -5,9 +5,15 @@ Every key holds the checkpoint path, the device and the weights' modification ti
 checkpoint is recomputed), the evaluation images' key where images are used, plus seeds and sizes;
 values are numpy arrays or small dataclasses, so switching pages with a loaded model reuses them
 instead of running the network again.
+
+Where a model's p(x|z) is autoregressive (a PixelCNN: one network pass per pixel), the functions
+that decode images run in the background instead (`dashboard.background`): they return None while
+it runs and draw a progress bar in the images' place; the page reruns by itself when they are done.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import streamlit as st
@@ -15,7 +21,7 @@ import streamlit as st
 from vae_core import imaging, projections
 from vae_core.evaluate import posterior_means
 
-from . import compare, gallery, prior_posterior, probe
+from . import background, compare, gallery, latent_map, prior_posterior, probe
 from .disk_cache import weights_digest
 from .loaders import (
     data_key,
@@ -27,6 +33,7 @@ from .loaders import (
 from .projections import is_precomputed, latent_projection
 
 NEIGHBOURS = 8  # nearest training images kept per component
+POLL_SECONDS = 1.0  # how often a progress bar of a background computation refreshes
 
 
 def _key(path, device) -> tuple:
@@ -59,13 +66,63 @@ def component_images(path, device) -> np.ndarray | None:
     return _component_images(str(path), device, weights_mtime(path))
 
 
+# --------------------------------------------------------------------------------------------
+# Decoded images: at once for a one-pass p(x|z), in the background for an autoregressive one
+
+
+def decodes_in_one_pass(path, device) -> bool:
+    """Whether the checkpoint's p(x|z) gives an image in one pass (else: one pass per pixel)."""
+    return gallery.decodes_in_one_pass(load_model(path, device))
+
+
+def generation_passes(path, device, input_shape) -> int:
+    """Network passes the checkpoint's p(x|z) needs to draw one image of `input_shape`."""
+    return load_model(path, device).likelihood.generation_passes(tuple(input_shape))
+
+
+def in_background(what: str, key: tuple, compute, unit: str = "passes", container=None):
+    """The result of `compute(progress)` once this process has computed it for `key`, else None.
+
+    While it is queued or running, a progress bar takes its place (a fragment refreshed every
+    POLL_SECONDS; the whole page reruns when it ends, to draw the result); after a failure, the
+    one-line error and a button to try again. `what` names it in those lines ("Drawing 16 samples").
+    """
+    status = background.REGISTRY.submit(key, compute, unit)
+    if status.state == "finished":
+        return status.result
+    with container or st.container():
+        if status.state == "failed":
+            st.error(f"{what} failed: {status.error}")
+            st.button("↻ Try again", key=f"retry-{_digest(key)}", on_click=background.REGISTRY.forget, args=(key,))
+        else:
+            st.fragment(_progress_bar, run_every=POLL_SECONDS)(key, what)
+    return None
+
+
+def _digest(key: tuple) -> str:
+    """A short stable name for a key (widget keys; a key holding an image's bytes would be long)."""
+    return hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+
+
+def _progress_bar(key: tuple, what: str) -> None:
+    status = background.REGISTRY.status(key)
+    if status is None or not status.active:
+        st.rerun()  # it just ended: a full rerun draws the result in the bar's place
+    st.progress(status.fraction, text=background.progress_text(status, what))
+
+
 @st.cache_data(show_spinner="Sampling…", max_entries=64)
 def _prior_samples(path: str, device: str, mtime: float, n: int, seed: int) -> np.ndarray:
     return gallery.prior_samples(load_model(path, device), n, seed)
 
 
-def prior_samples(path, device, n: int, seed: int) -> np.ndarray:
-    return _prior_samples(str(path), device, weights_mtime(path), n, seed)
+def prior_samples(path, device, n: int, seed: int, container=None) -> np.ndarray | None:
+    """n images drawn from the model (None while an autoregressive draw runs: see `in_background`)."""
+    if decodes_in_one_pass(path, device):
+        return _prior_samples(str(path), device, weights_mtime(path), n, seed)
+    model = load_model(path, device)
+    return in_background(f"Drawing {n} samples", ("prior samples", str(path), device, weights_mtime(path), n, seed),
+                         lambda progress: gallery.prior_samples(model, n, seed, progress), container=container)
 
 
 @st.cache_data(show_spinner="Sampling the component…", max_entries=64)
@@ -73,8 +130,16 @@ def _component_samples(path: str, device: str, mtime: float, component: int, n: 
     return gallery.component_samples(load_model(path, device), component, n, seed)
 
 
-def component_samples(path, device, component: int, n: int, seed: int) -> np.ndarray:
-    return _component_samples(str(path), device, weights_mtime(path), int(component), n, seed)
+def component_samples(path, device, component: int, n: int, seed: int, container=None) -> np.ndarray | None:
+    """n images decoded from one prior component (None while an autoregressive draw runs)."""
+    component = int(component)
+    if decodes_in_one_pass(path, device):
+        return _component_samples(str(path), device, weights_mtime(path), component, n, seed)
+    model = load_model(path, device)
+    return in_background(f"Drawing {n} samples from component {component}",
+                         ("component samples", str(path), device, weights_mtime(path), component, n, seed),
+                         lambda progress: gallery.component_samples(model, component, n, seed, progress),
+                         container=container)
 
 
 @st.cache_data(show_spinner="Reconstructing…", max_entries=32)
@@ -84,21 +149,38 @@ def _test_reconstructions(path: str, device: str, mtime: float, data: tuple, sta
     return images, gallery.reconstruct(load_model(path, device), images)
 
 
-def test_reconstructions(path, device, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation test images start..start+n and their reconstructions."""
-    return _test_reconstructions(*_key(path, device), start, n)
+def test_reconstructions(path, device, start: int, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Evaluation test images start..start+n and their reconstructions (None while an autoregressive
+    p(x|z) draws them)."""
+    if decodes_in_one_pass(path, device):
+        return _test_reconstructions(*_key(path, device), start, n)
+    model, images = load_model(path, device), evaluation_data(path).x_test[start : start + n]
+    return images, in_background(f"Reconstructing {len(images)} test images",
+                                 ("reconstructions", *_key(path, device), start, n),
+                                 lambda progress: gallery.reconstruct(model, images, progress), unit="images")
 
 
 @st.cache_data(show_spinner="Interpolating…", max_entries=32)
 def _interpolation(path: str, device: str, mtime: float, data: tuple, a: int, b: int, steps: int) -> np.ndarray:
     model = load_model(path, device)
-    means = test_posterior_means(path, device)[model.prior_layer]
-    return gallery.decode(model, gallery.interpolate(means[a], means[b], steps))
+    return gallery.decode(model, _interpolation_codes(path, device, a, b, steps))
 
 
-def interpolation(path, device, a: int, b: int, steps: int) -> np.ndarray:
-    """Decoded points on the line between the posterior means of test images a and b: (steps, C, H, W)."""
-    return _interpolation(*_key(path, device), int(a), int(b), int(steps))
+def _interpolation_codes(path, device, a: int, b: int, steps: int) -> np.ndarray:
+    means = test_posterior_means(path, device)[load_model(path, device).prior_layer]
+    return gallery.interpolate(means[a], means[b], steps)
+
+
+def interpolation(path, device, a: int, b: int, steps: int) -> np.ndarray | None:
+    """Decoded points on the line between the posterior means of test images a and b: (steps, C, H, W)
+    (None while an autoregressive p(x|z) draws them)."""
+    a, b, steps = int(a), int(b), int(steps)
+    if decodes_in_one_pass(path, device):
+        return _interpolation(*_key(path, device), a, b, steps)
+    model, z = load_model(path, device), _interpolation_codes(path, device, a, b, steps)
+    return in_background(f"Decoding {steps} points between test images {a} and {b}",
+                         ("interpolation", *_key(path, device), a, b, steps),
+                         lambda progress: gallery.decode(model, z, progress))
 
 
 @st.cache_data(show_spinner="Decoding the latent plane…", max_entries=16)
@@ -106,9 +188,38 @@ def _decoded_manifold(path: str, device: str, mtime: float, xlim: tuple, ylim: t
     return prior_posterior.decoded_manifold(load_model(path, device), xlim, ylim, steps)
 
 
-def decoded_manifold(path, device, xlim, ylim, steps: int) -> np.ndarray:
-    """Images decoded on a steps x steps grid over a 2-D latent plane: (steps, steps, C, H, W)."""
-    return _decoded_manifold(str(path), device, weights_mtime(path), tuple(xlim), tuple(ylim), int(steps))
+def decoded_manifold(path, device, xlim, ylim, steps: int) -> np.ndarray | None:
+    """Images decoded on a steps x steps grid over a 2-D latent plane: (steps, steps, C, H, W) (None
+    while an autoregressive p(x|z) draws them)."""
+    xlim, ylim, steps = tuple(xlim), tuple(ylim), int(steps)
+    if decodes_in_one_pass(path, device):
+        return _decoded_manifold(str(path), device, weights_mtime(path), xlim, ylim, steps)
+    model = load_model(path, device)
+    return in_background(f"Decoding {steps}×{steps} points of the latent plane",
+                         ("manifold", str(path), device, weights_mtime(path), xlim, ylim, steps),
+                         lambda progress: prior_posterior.decoded_manifold(model, xlim, ylim, steps, progress))
+
+
+def point_images(path, device, kind: str, index: int, x_test: np.ndarray,
+                 container=None) -> tuple[np.ndarray, list[str]] | None:
+    """`latent_map.point_images` for a picked point (None while an autoregressive p(x|z) draws them)."""
+    model = load_model(path, device)
+    if gallery.decodes_in_one_pass(model):
+        return latent_map.point_images(model, kind, index, x_test)
+    return in_background(f"Decoding the images of {kind} point {index}",
+                         ("point images", *_key(path, device), kind, int(index)),
+                         lambda progress: latent_map.point_images(model, kind, index, x_test, progress),
+                         container=container)
+
+
+def one_reconstruction(path, device, x: np.ndarray, what: str, container=None) -> np.ndarray | None:
+    """The reconstruction (C, H, W) of one image x; None while an autoregressive p(x|z) draws it
+    (the one-pass case is never asked for: `probe.probe` reconstructs those at once)."""
+    model = load_model(path, device)
+    key = ("one reconstruction", str(path), device, weights_mtime(path), _digest((np.asarray(x).tobytes(),)))
+    found = in_background(f"Reconstructing {what}", key, lambda progress: gallery.reconstruct(model, x[None], progress),
+                          unit="images", container=container)
+    return None if found is None else found[0]
 
 
 # --------------------------------------------------------------------------------------------

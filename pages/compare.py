@@ -91,8 +91,10 @@ if not lecture_mode():
 scale = image_scale(gallery.display_scale(chosen_entries[0].info.config.input_shape, 48))
 for column, name, e in zip(st.columns(len(chosen_entries)), names, chosen_entries):
     column.markdown(f"**{name}**")
-    show_grid(gallery.grid(prior_samples(e.path, dev, n, seed), gallery.columns_for(n), scale),
-              f"{e.path.name}-samples-seed{seed}", container=column)
+    samples = prior_samples(e.path, dev, n, seed, container=column)  # None while an autoregressive one draws
+    if samples is not None:
+        show_grid(gallery.grid(samples, gallery.columns_for(n), scale), f"{e.path.name}-samples-seed{seed}",
+                  container=column)
 
 # ---- latent maps ----------------------------------------------------------------------------
 st.subheader("Latent maps on the same scale")

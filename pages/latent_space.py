@@ -13,7 +13,7 @@ from dashboard.state import (
     require_data,
     require_entry,
 )
-from dashboard.views import precomputed, projection
+from dashboard.views import point_images, precomputed, projection
 from vae_core.imaging import image_grid, png_bytes
 
 AXES = {"raw": ("z₁", "z₂"), "PCA": ("PC 1", "PC 2"), "UMAP": ("UMAP 1", "UMAP 2"), "t-SNE": ("t-SNE 1", "t-SNE 2")}
@@ -112,11 +112,13 @@ kind, index = st.session_state.get("latent_focus", ("test", int(st.session_state
 num_components = len(coords.get("components", []))
 if (kind == "test" and index >= n_test) or (kind == "component" and index >= num_components):
     kind, index = "test", int(st.session_state["latent_index"])  # the focus belonged to another checkpoint
-pictures, captions = latent_map.point_images(model, kind, index, data.x_test)
-scale = image_scale(gallery.display_scale(pictures.shape, 112))
-grid = image_grid(pictures, columns=len(pictures), padding=2, scale=scale)
-with images:
-    label = f", label {data.y_test[index]}" if kind == "test" and data.y_test is not None else ""
-    st.image(grid, caption=" · ".join(captions) + label, output_format="PNG")
-    st.download_button("Download PNG", png_bytes(grid), file_name=f"{entry.path.name}-{kind}-{index}.png",
-                       mime="image/png")
+found = point_images(path, dev, kind, index, data.x_test, container=images)
+if found is not None:
+    pictures, captions = found
+    scale = image_scale(gallery.display_scale(pictures.shape, 112))
+    grid = image_grid(pictures, columns=len(pictures), padding=2, scale=scale)
+    with images:
+        label = f", label {data.y_test[index]}" if kind == "test" and data.y_test is not None else ""
+        st.image(grid, caption=" · ".join(captions) + label, output_format="PNG")
+        st.download_button("Download PNG", png_bytes(grid), file_name=f"{entry.path.name}-{kind}-{index}.png",
+                           mime="image/png")

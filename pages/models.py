@@ -6,7 +6,7 @@ from dashboard import gallery
 from dashboard.catalog import summary_row
 from dashboard.loaders import load_model
 from dashboard.state import current_entry, device, entries
-from dashboard.views import component_images, show_grid
+from dashboard.views import component_images, decodes_in_one_pass, show_grid
 from vae_core.errors import VampvizError
 from vae_core.data import DATASETS
 
@@ -61,7 +61,12 @@ config = entry.info.config
 if config.has_components:  # what the prior is made of, at a glance
     try:
         prior = load_model(entry.path, device()).prior
-        images = component_images(entry.path, device())
+        # decoded means from an autoregressive p(x|z) would take K draws of a pass per pixel: not for a glance
+        quick = prior.images_are_inputs or decodes_in_one_pass(entry.path, device())
+        images = component_images(entry.path, device()) if quick else None
+        if not quick:
+            st.caption(f"The prior's {prior.component_name}s are not decoded here: this model's p(x|z) draws each "
+                       "pixel in turn, one network pass each. The Pseudo-inputs page shows them.")
     except VampvizError as error:
         st.error(f"{entry.path.name} cannot be loaded: {error}")
         images = None

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import activity, prior_posterior
+from dashboard.catalog import model_title
 from dashboard.loaders import load_model, test_posterior_means
 from dashboard.state import (
     device,
@@ -16,6 +17,7 @@ from dashboard.state import (
 from dashboard.views import (
     aggregated_kl,
     decoded_manifold,
+    decodes_in_one_pass,
     prior_grid,
     prior_posterior_samples,
 )
@@ -54,7 +56,7 @@ kl = aggregated_kl(path, dev)
 left, right = st.columns([1, 2])
 left.metric("KL(q(z) ‖ p(z)), Monte Carlo", f"{kl:.2f} nats",
             help="One z_n ~ q(z|x_n) per test image; log q(z_n) is the mixture of all N posteriors.")
-rows = [{"checkpoint": e.path.name, "model": e.info.config.model.upper(), "prior": e.info.config.prior_title,
+rows = [{"checkpoint": e.path.name, "model": model_title(e.info.config), "prior": e.info.config.prior_title,
          "KL(q(z) ‖ p(z))": e.info.metrics.get("aggregated_posterior_kl")}
         for e in entries() if e.ready and e.info.config.dataset == config.dataset]
 right.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—",
@@ -77,9 +79,16 @@ if dim == 2:
                "data the prior finds improbable.")
 
     st.subheader("The decoded manifold")
-    steps = 15 if lecture_mode() else st.slider("Images per side", 6, 30, 15, key="manifold_steps")
+    one_pass = decodes_in_one_pass(path, dev)
+    default_steps = 15 if one_pass else 6  # an autoregressive p(x|z): a pass per pixel for every tile
+    steps = default_steps if lecture_mode() else st.slider(
+        "Images per side", 6, 30, default_steps, key="manifold_steps" if one_pass else "manifold_steps_autoregressive")
+    if not one_pass:
+        st.caption(f"This model's p(x|z) draws each pixel in turn, so the {steps}×{steps} tiles are decoded in the "
+                   "background (fewer by default), each the conditional means along one random draw.")
     images = decoded_manifold(path, dev, xlim, ylim, steps)
-    plotly_chart(prior_posterior.manifold_figure(images, xlim, ylim, xs, ys, log_p))
+    if images is not None:
+        plotly_chart(prior_posterior.manifold_figure(images, xlim, ylim, xs, ys, log_p))
     st.caption("Each tile is the decoder's mean image at that point of the latent plane; the lines are contours of "
                "log p(z). Samples from the prior come from inside the contours: where the prior puts mass between "
                "the data's clusters, the tiles there are the blurred in-between images it draws.")

@@ -13,7 +13,7 @@ from dashboard.state import (
     require_data,
     require_entry,
 )
-from dashboard.views import dataset_background, probe_image, probe_map, show_grid
+from dashboard.views import dataset_background, one_reconstruction, probe_image, probe_map, show_grid
 from vae_core.data import get_spec
 
 TOP = 6  # components shown as images
@@ -68,8 +68,14 @@ result = probe_image(path, dev, x)
 st.subheader("The image and its reconstruction")
 left, right = st.columns([2, 3])
 big = image_scale(gallery.display_scale(config.input_shape, 128))
-show_grid(gallery.grid(np.stack([x, result.reconstruction]), 2, big), f"{entry.path.name}-probe-{file_stem}",
-          caption=f"{name} · its reconstruction decode(E[z|x])", container=left)
+reconstruction = result.reconstruction
+if reconstruction is None:  # p(x|z) draws pixel by pixel: in the background, the image alone meanwhile
+    reconstruction = one_reconstruction(path, dev, x, name, container=left)
+if reconstruction is None:
+    left.image(gallery.grid(x[None], 1, big), caption=name)
+else:
+    show_grid(gallery.grid(np.stack([x, reconstruction]), 2, big), f"{entry.path.name}-probe-{file_stem}",
+              caption=f"{name} · its reconstruction decode(E[z|x])", container=left)
 test_elbo = entry.info.metrics.get("elbo")
 right.metric("ELBO of this image", f"{result.elbo:.2f} nats",
              delta=f"{result.elbo - test_elbo:+.2f} vs the test-set mean" if test_elbo is not None else None,

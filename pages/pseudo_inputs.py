@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import gallery
 from dashboard.state import device, require_data, require_entry
-from dashboard.views import NEIGHBOURS, component_samples, mixture_analysis, show_grid
+from dashboard.views import NEIGHBOURS, component_samples, mixture_analysis, one_reconstruction, show_grid
 
 entry = require_entry()
 config = entry.info.config
@@ -47,10 +47,13 @@ columns = gallery.columns_for(K, 20)
 left, right = st.columns(2)
 left.markdown(f"**{what.capitalize()}**, most used first (row by row)")
 show_grid(gallery.grid(heads[order], columns), f"{entry.path.name}-{what.replace(' ', '-')}", container=left)
-if pseudo:
+if pseudo and analysis.reconstructions is not None:
     right.markdown("**Their reconstructions** (each pseudo-input encoded, then decoded), same order")
     show_grid(gallery.grid(analysis.reconstructions[order], columns), f"{entry.path.name}-pseudo-reconstructions",
               container=right)
+elif pseudo:
+    right.caption(f"No reconstructions of all {K} here: this model's p(x|z) draws pixel by pixel, one network pass "
+                  "each, which would take minutes. Pick one below to see its reconstruction.")
 
 st.subheader("Nearest training images")
 rows = st.slider("Components to show (most used first)", 1, K, min(10, K))
@@ -71,12 +74,16 @@ big = gallery.display_scale(config.input_shape, 160)
 one, two, three = st.columns([1, 1, 3])
 one.image(gallery.grid(heads[k : k + 1], 1, big), caption=what[:-1])
 if pseudo:
-    two.image(gallery.grid(analysis.reconstructions[k : k + 1], 1, big), caption="reconstruction")
+    reconstruction = (analysis.reconstructions[k] if analysis.reconstructions is not None
+                      else one_reconstruction(entry.path, device(), heads[k], f"{what[:-1]} {k}", container=two))
+    if reconstruction is not None:
+        two.image(gallery.grid(reconstruction[None], 1, big), caption="reconstruction")
 distances = ", ".join(f"{d:.1f}" for d in analysis.distances[k][:4])
 three.image(gallery.grid(train[neighbours[k]], NEIGHBOURS // 2, big // 2),
             caption=f"nearest training images (pixel distances {distances}, …)")
 seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="pseudo_seed")
 st.markdown(f"**Samples from this component**: z ~ {analysis.density}, decoded. "
             "They show how much variety one component covers.")
-show_grid(gallery.grid(component_samples(entry.path, device(), k, 32, int(seed)), 16),
-          f"{entry.path.name}-component-{k}-samples")
+drawn = component_samples(entry.path, device(), k, 32, int(seed))
+if drawn is not None:
+    show_grid(gallery.grid(drawn, 16), f"{entry.path.name}-component-{k}-samples")

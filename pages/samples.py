@@ -3,9 +3,12 @@
 import streamlit as st
 
 from dashboard import gallery
+from dashboard.catalog import pixel_model_title
 from dashboard.state import device, require_data, require_entry
 from dashboard.views import (
     component_samples,
+    decodes_in_one_pass,
+    generation_passes,
     interpolation,
     mixture_analysis,
     prior_samples,
@@ -26,6 +29,12 @@ st.markdown(
     "test images (is the space smooth between them?). The same seed always gives the same images.")
 
 st.session_state.setdefault("samples_seed", 0)
+one_pass = decodes_in_one_pass(entry.path, device())
+if not one_pass:
+    passes = generation_passes(entry.path, device(), config.input_shape)
+    st.info(f"This model's p(x|z) is autoregressive: a {pixel_model_title(config)} draws each pixel in turn, "
+            f"{passes:,} network passes per image. So the images below are drawn in the background, fewer of them "
+            "by default, with a bar showing the passes done; each is the conditional means along one random draw.")
 
 
 def _resample():
@@ -34,11 +43,12 @@ def _resample():
 
 st.subheader("Samples from the prior p(z)")
 a, b, c = st.columns([3, 2, 1], vertical_alignment="bottom")
-n = a.slider("Number of samples", 8, 256, 64, step=8)
+n = a.slider("Number of samples", 8, 256, 64 if one_pass else 16, step=8)
 seed = b.number_input("Seed", 0, 2**31 - 1, key="samples_seed")
 c.button("🎲 Re-sample", on_click=_resample, help="Next seed")
-show_grid(gallery.grid(prior_samples(entry.path, device(), n, int(seed)), gallery.columns_for(n)),
-          f"{name}-prior-samples-seed{seed}")
+samples = prior_samples(entry.path, device(), n, int(seed))
+if samples is not None:
+    show_grid(gallery.grid(samples, gallery.columns_for(n)), f"{name}-prior-samples-seed{seed}")
 sharpness = entry.info.metrics.get("decoder_entropy")
 if sharpness and config.likelihood == "bernoulli":  # for grey pixels the entropy is no blur measure
     st.caption(f"How sure the decoder is at draws from this prior: an entropy H[p(x|z)] of {sharpness['prior']:.2f} "
@@ -62,8 +72,9 @@ else:
                else f"decoded {analysis.name} {analysis.symbol[0]}_{k}")
     right.markdown(f"z ~ {analysis.density} for k = {k}, decoded "
                    f"(explains {analysis.mean_resp[k]:.1%} of the test set)")
-    show_grid(gallery.grid(component_samples(entry.path, device(), k, 32, int(seed)), 8),
-              f"{name}-component-{k}-seed{seed}", container=right)
+    drawn = component_samples(entry.path, device(), k, 32, int(seed), container=right)
+    if drawn is not None:
+        show_grid(gallery.grid(drawn, 8), f"{name}-component-{k}-seed{seed}", container=right)
 
 st.subheader("Reconstructions")
 data = require_data(entry)
@@ -71,9 +82,11 @@ x_test = data.x_test
 a, b = st.columns(2)
 count = a.slider("Test images", 8, 64, 32, step=8)
 start = b.number_input("First test image", 0, max(0, len(x_test) - count), 0)
-images, reconstructions = test_reconstructions(entry.path, device(), int(start), count)
 st.caption("Odd rows: test images; even rows: their reconstructions decode(E[z|x]) just below.")
-show_grid(gallery.grid(gallery.interleave_rows(images, reconstructions, 16), 16), f"{name}-reconstructions-{start}")
+images, reconstructions = test_reconstructions(entry.path, device(), int(start), count)
+if reconstructions is not None:
+    show_grid(gallery.grid(gallery.interleave_rows(images, reconstructions, 16), 16),
+              f"{name}-reconstructions-{start}")
 
 st.subheader("Interpolation in latent space")
 layer = config.prior_layer
@@ -87,5 +100,6 @@ st.caption(f"The posterior means E[{layer}|x] of the two test images (shown at t
            + (f" (the lower layer {list(config.latent_sizes)[0]} is taken at the mean of its conditional prior)."
               if len(config.latent_sizes) > 1 else "."))
 path_images = interpolation(entry.path, device(), int(first), int(last), steps)
-strip = gallery.with_ends(x_test[first], path_images, x_test[last])
-show_grid(gallery.grid(strip, len(strip)), f"{name}-interpolation-{first}-{last}")
+if path_images is not None:
+    strip = gallery.with_ends(x_test[first], path_images, x_test[last])
+    show_grid(gallery.grid(strip, len(strip)), f"{name}-interpolation-{first}-{last}")

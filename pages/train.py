@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import gallery, jobs, replay, train_form
-from dashboard.catalog import runs_dir
+from dashboard.catalog import model_title, runs_dir
 from dashboard.loaders import available_devices, snapshot
 from dashboard.state import device, entries
 from dashboard.views import show_grid
@@ -141,7 +141,7 @@ def job_panel(out: str, polling: bool) -> None:
         st.rerun()  # it just ended: a full rerun stops the polling and re-scans the sidebar's model list
     config = status.model_config
     st.subheader(f"Run `{status.out.name}`")
-    st.caption(f"{config.dataset} · {config.model.upper()} · {config.prior}"
+    st.caption(f"{config.dataset} · {model_title(config)} · {config.prior}"
                f"{f', K={config.components}' if config.has_components else ''} · z={config.latent_dim} · "
                f"{status.out}")
     st.progress(status.fraction, text=train_form.progress_text(status))

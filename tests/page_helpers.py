@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from vae_core import embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints"
 
@@ -19,6 +21,14 @@ def shipped(name: str) -> Path:
     path = SHIPPED / name
     assert (path / "model.safetensors").exists(), f"shipped checkpoint {name} is missing"
     return path
+
+
+def shipped_paper_checkpoints(*required: str) -> list[str]:
+    """Names of the shipped paper checkpoints, sorted: the folders of checkpoints/ that carry an
+    embedded sample (`vampviz embed-sample`), and every file named in `required` too (e.g.
+    "metrics.json"). Empty when none is shipped: callers skip."""
+    return sorted(p.name for p in SHIPPED.glob("*/")
+                  if all((p / name).exists() for name in (embedded.SAMPLE_FILE, *required)))
 
 
 def open_page(page: str | None = None, checkpoint: str | None = None, checkpoint_path: str | None = None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.page_helpers import shipped_paper_checkpoints
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def browser(server):
 
 
 # the shipped paper checkpoints, each opened by name in the address on every page that depends on it
-PAPER = sorted(p.parent.name for p in (ROOT / "checkpoints").glob("*/sample.safetensors"))
+PAPER = shipped_paper_checkpoints()
 CHECKPOINT_PAGES = [p for p in PAGES if p not in ("", "compare", "train")]
 
 

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import catalog
 from tests.page_helpers import ROOT, shipped
 from vae_core import paths
+from vae_core.config import ModelConfig
 from vae_core.locking import training_lock
 
 SOURCE = "digits-vae-standard"
@@ -91,3 +92,10 @@ def test_a_config_that_does_not_fit_its_weights_gives_one_line_on_the_page(tmp_p
     assert not at.exception, [e.value for e in at.exception]
     (error,) = at.error
     assert "wrong-size cannot be loaded" in error.value and "\n" not in error.value
+
+
+def test_tables_name_the_pixel_model_only_where_it_is_not_the_default():
+    plain = ModelConfig.for_dataset("digits", model="hvae")
+    assert catalog.model_title(plain) == "HVAE"
+    pixel = ModelConfig.for_dataset("digits", model="hvae", architecture="conv", pixel_model="pixelcnn")
+    assert catalog.model_title(pixel) == "HVAE + PixelCNN" and catalog.pixel_model_title(pixel) == "PixelCNN"

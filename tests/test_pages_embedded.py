@@ -12,10 +12,10 @@ import shutil
 
 import pytest
 
-from tests.page_helpers import SHIPPED, image_count, open_page
+from tests.page_helpers import SHIPPED, image_count, open_page, shipped_paper_checkpoints
 from vae_core import embedded, paths
 
-PAPER = sorted(p.name for p in SHIPPED.glob("*/") if (p / embedded.SAMPLE_FILE).exists())
+PAPER = shipped_paper_checkpoints()
 if not PAPER:
     pytest.skip("no shipped checkpoint carries an embedded sample: run `bash checkpoints/make_checkpoints.sh paper`",
                 allow_module_level=True)

@@ -14,12 +14,11 @@ import math
 import numpy as np
 import pytest
 
-from tests.page_helpers import SHIPPED
+from tests.page_helpers import SHIPPED, shipped_paper_checkpoints
 from vae_core import checkpoint, embedded
 from vae_core.evaluate import DEFAULT_SAMPLES, log_likelihood
 
-PAPER = sorted(p.name for p in SHIPPED.glob("*/")
-               if (p / embedded.SAMPLE_FILE).exists() and (p / "metrics.json").exists())
+PAPER = shipped_paper_checkpoints("metrics.json")
 POINTS = 200
 
 
