@@ -257,9 +257,6 @@ def component_images(model) -> np.ndarray | None:
     return None if prior is None else prior.component_images(model.decode).float().cpu().numpy()
 
 
-RECONSTRUCTION_CHUNK = 8  # images per reconstruction call when progress is reported
-
-
 def decodes_in_one_pass(model) -> bool:
     """Whether the model's p(x|z) gives an image in one network pass. An autoregressive one (a
     PixelCNN) draws pixel after pixel, `generation_passes` passes per image: pages then decode in
@@ -279,21 +276,12 @@ def decode(model, z, progress=None, seed: int = 0) -> np.ndarray:
 
 @torch.no_grad()
 def reconstruct(model, images, progress=None, seed: int = 0) -> np.ndarray:
-    """decode(E[z|x]) for images (N, C, H, W), seeded like `decode`.
-
-    With `progress`, the images go RECONSTRUCTION_CHUNK at a time and `progress(images done, N)`
-    follows each chunk (the model's `reconstruct` reports nothing itself)."""
-    images = np.asarray(images)
+    """decode(E[z|x]) for images (N, C, H, W), seeded like `decode`; `progress(passes done, total)`
+    for an autoregressive p(x|z)."""
     device = model_device(model)
-    chunk = RECONSTRUCTION_CHUNK if progress else max(1, len(images))
-    out = []
     with seeded(seed, device):
-        for start in range(0, len(images), chunk):
-            x = torch.as_tensor(images[start : start + chunk], dtype=torch.float32, device=device)
-            out.append(model.reconstruct(x).cpu().numpy())
-            if progress:
-                progress(start + len(x), len(images))
-    return np.concatenate(out) if out else np.empty_like(images, dtype=np.float32)
+        x = torch.as_tensor(np.asarray(images), dtype=torch.float32, device=device)
+        return model.reconstruct(x, progress).cpu().numpy()
 
 
 @torch.no_grad()

@@ -157,7 +157,7 @@ def test_reconstructions(path, device, start: int, n: int) -> tuple[np.ndarray, 
     model, images = load_model(path, device), evaluation_data(path).x_test[start : start + n]
     return images, in_background(f"Reconstructing {len(images)} test images",
                                  ("reconstructions", *_key(path, device), start, n),
-                                 lambda progress: gallery.reconstruct(model, images, progress), unit="images")
+                                 lambda progress: gallery.reconstruct(model, images, progress), unit="passes")
 
 
 @st.cache_data(show_spinner="Interpolating…", max_entries=32)
@@ -218,7 +218,7 @@ def one_reconstruction(path, device, x: np.ndarray, what: str, container=None) -
     model = load_model(path, device)
     key = ("one reconstruction", str(path), device, weights_mtime(path), _digest((np.asarray(x).tobytes(),)))
     found = in_background(f"Reconstructing {what}", key, lambda progress: gallery.reconstruct(model, x[None], progress),
-                          unit="images", container=container)
+                          unit="passes", container=container)
     return None if found is None else found[0]
 
 

@@ -90,8 +90,8 @@ class VAE(nn.Module):
         """The mean image of p(x|z), (B, C, H, W); `progress(done, total)` for an autoregressive p(x|z)."""
         return self.likelihood.mean(self.decoder(z), progress)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encoder(x)[0])
+    def reconstruct(self, x: torch.Tensor, progress=None) -> torch.Tensor:
+        return self.decode(self.encoder(x)[0], progress)
 
     def sample(self, n: int, progress=None) -> torch.Tensor:
         return self.likelihood.mean(self.prior_decoder_params(n), progress)
@@ -177,9 +177,9 @@ class HVAE(nn.Module):
         """The mean image of p(x | z1, z2) with z1 at the mean of p(z1 | z2)."""
         return self.likelihood.mean(self.decoder(self.prior_z1(z2)[0], z2), progress)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, progress=None) -> torch.Tensor:
         means = self.latent_means(x)
-        return self.likelihood.mean(self.decoder(means["z1"], means["z2"]))
+        return self.likelihood.mean(self.decoder(means["z1"], means["z2"]), progress)
 
     def sample(self, n: int, progress=None) -> torch.Tensor:
         return self.likelihood.mean(self.prior_decoder_params(n), progress)
