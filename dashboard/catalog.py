@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,33 @@ def checkpoint_dirs(extra: str | Path | None = None) -> list[Path]:
     return dirs
 
 
+# read_info's results by folder, while none of the folder's files changes (every page run scans all
+# checkpoints, and the shipped ones' histories hold ~1,000 validated epochs: a quarter-second a scan)
+_INFO_CACHE: dict[Path, tuple[tuple, CheckpointInfo]] = {}
+_INFO_LOCK = threading.Lock()
+
+
+def _folder_state(path: Path) -> tuple:
+    """(name, mtime_ns, size) of every file in the folder: every write is an atomic rename, so any
+    change to the checkpoint changes this."""
+    return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(path) if e.is_file()))
+
+
+def cached_info(path: Path) -> CheckpointInfo:
+    """`read_info(path)`, read again only when one of the folder's files changed; raises as it does."""
+    key = path.resolve()
+    state = _folder_state(key)
+    with _INFO_LOCK:
+        found = _INFO_CACHE.get(key)
+    if found is not None and found[0] == state:
+        return found[1]
+    info = read_info(path)
+    if info.state == "ready":  # a folder being trained is read afresh: its lock's owner may die
+        with _INFO_LOCK:
+            _INFO_CACHE[key] = (state, info)
+    return info
+
+
 def find_checkpoints(dirs: list[Path]) -> list[Entry]:
     """Every folder below `dirs` (one level deep, or the folder itself) with a config.json."""
     entries: list[Entry] = []
@@ -84,7 +113,7 @@ def find_checkpoints(dirs: list[Path]) -> list[Entry]:
                 continue
             seen.add(path.resolve())
             try:
-                entries.append(Entry(path, read_info(path)))
+                entries.append(Entry(path, cached_info(path)))
             except VampvizError as error:
                 entries.append(Entry(path, None, str(error)))
     return entries

@@ -18,6 +18,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
+from vae_core import checkpoint as ckpt
 from vae_core import imaging, projections
 from vae_core.evaluate import posterior_means
 
@@ -58,6 +59,9 @@ def mixture_analysis(path, device) -> gallery.MixtureAnalysis | None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _component_images(path: str, device: str, mtime: float) -> np.ndarray | None:
+    pseudo_inputs = ckpt.read_pseudo_inputs(path)  # a file read: no model is built for a glance at them
+    if pseudo_inputs is not None:
+        return pseudo_inputs.numpy()
     return gallery.component_images(load_model(path, device))
 
 

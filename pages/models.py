@@ -4,7 +4,6 @@ import streamlit as st
 
 from dashboard import gallery
 from dashboard.catalog import summary_row
-from dashboard.loaders import load_model
 from dashboard.state import current_entry, device, entries
 from dashboard.views import component_images, decodes_in_one_pass, show_grid
 from vae_core.errors import VampvizError
@@ -60,7 +59,7 @@ else:
 config = entry.info.config
 if config.has_components:  # what the prior is made of, at a glance
     try:
-        prior = load_model(entry.path, device()).prior
+        prior = config.prior_class  # what its components are; the model itself is not needed for a glance
         # decoded means from an autoregressive p(x|z) would take K draws of a pass per pixel: not for a glance
         quick = prior.images_are_inputs or decodes_in_one_pass(entry.path, device())
         images = component_images(entry.path, device()) if quick else None

@@ -82,6 +82,24 @@ def test_round_trip_gives_identical_outputs(saved, model_name, prior):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("prior", ["vampprior", "vampprior-data"])
+def test_pseudo_inputs_are_read_from_the_weights_without_building_a_model(saved, monkeypatch, prior):
+    path, model, config = saved(prior=prior)
+    monkeypatch.setattr(ckpt, "build_model", lambda *a, **k: pytest.fail("a model was built"))
+    images = ckpt.read_pseudo_inputs(path)
+    assert torch.equal(images, model.prior.pseudo_inputs.detach())
+    assert images.shape == (config.components, *config.input_shape)
+
+
+def test_pseudo_inputs_of_other_priors_and_of_mismatched_weights(saved):
+    assert ckpt.read_pseudo_inputs(saved(prior="mog")[0]) is None  # its components are decoded, not stored
+    path, _, _ = saved(folder="mismatch")
+    payload = config_payload(path)
+    payload["model"]["components"] += 1
+    write_config(path, payload)
+    assert "the config needs" in error_message(ckpt.read_pseudo_inputs, path)
+
+
 def test_load_returns_a_model_in_eval_mode(saved):
     path, _, _ = saved()
     model = ckpt.load(path)

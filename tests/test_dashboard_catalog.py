@@ -99,3 +99,23 @@ def test_tables_name_the_pixel_model_only_where_it_is_not_the_default():
     assert catalog.model_title(plain) == "HVAE"
     pixel = ModelConfig.for_dataset("digits", model="hvae", architecture="conv", pixel_model="pixelcnn")
     assert catalog.model_title(pixel) == "HVAE + PixelCNN" and catalog.pixel_model_title(pixel) == "PixelCNN"
+
+
+def test_a_folder_is_read_again_only_when_one_of_its_files_changes(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    shutil.copytree(shipped(SOURCE), folder)
+    reads = []
+    monkeypatch.setattr(catalog, "read_info", lambda path: reads.append(path) or catalog_read_info(path))
+    first = catalog.find_checkpoints([tmp_path])[0].info
+    assert catalog.find_checkpoints([tmp_path])[0].info is first and len(reads) == 1  # nothing changed
+    metrics = json.loads((folder / "metrics.json").read_text()) | {"log_likelihood": -1.5}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert catalog.find_checkpoints([tmp_path])[0].info.metrics["log_likelihood"] == -1.5 and len(reads) == 2
+    (folder / "history.json").write_text("[1]")  # damaged after being read: the error shows at once
+    assert catalog.find_checkpoints([tmp_path])[0].info is None
+
+
+def catalog_read_info(path):
+    from vae_core.checkpoint import read_info
+
+    return read_info(path)

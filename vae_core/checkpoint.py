@@ -391,6 +391,27 @@ def read_info(path: str | Path) -> CheckpointInfo:
     return CheckpointInfo(path, config, train_config, history, metrics, state)
 
 
+def read_pseudo_inputs(path: str | Path) -> torch.Tensor | None:
+    """A pseudo-input prior's K images (K, C, H, W) read from the weights alone, without building the
+    model (a glance at them costs a file read); None for a prior without pseudo-inputs."""
+    from .priors import PseudoInputPrior
+
+    path = Path(path)
+    config, _ = read_config(path)
+    if not issubclass(config.prior_class, PseudoInputPrior):
+        return None
+    source = path / WEIGHTS_FILE
+    tensors = read_tensors(source)
+    try:
+        images = config.prior_class.pseudo_inputs_from_state(tensors, "prior.")
+    except KeyError as error:
+        raise CheckpointError(f"{source} lacks tensors ({error}): it does not match its config.json") from None
+    want = (config.components, *config.input_shape)
+    if tuple(images.shape) != want:
+        raise CheckpointError(f"{source}: the pseudo-inputs have shape {tuple(images.shape)}, the config needs {want}")
+    return images
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model a checkpoint folder describes, load its best weights, return it in eval mode.
 

@@ -112,6 +112,13 @@ class ModelConfig:
         return has_components(self.prior)
 
     @property
+    def prior_class(self) -> type:
+        """The prior's class (what it can do: `component_name`, `images_are_inputs`, ...)."""
+        from .priors import PRIORS
+
+        return PRIORS[self.prior]
+
+    @property
     def prior_title(self) -> str:
         """The prior's readable name ("VampPrior", "standard normal N(0, I)", ...)."""
         from .priors import PRIORS

@@ -45,8 +45,14 @@ class GatedDense(nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         halves = [nn.Linear(in_features, out_features) for _ in "hg"]  # PyTorch's default init of each
-        self.weight = nn.Parameter(torch.cat([half.weight for half in halves]).detach())
-        self.bias = nn.Parameter(torch.cat([half.bias for half in halves]).detach())
+        # copied in rather than torch.cat: on the meta device (checkpoint.expected_tensors) cat's
+        # Python meta kernel imports torch._dynamo, seconds on a dashboard's first page
+        self.weight = nn.Parameter(torch.empty(2 * out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(2 * out_features))
+        with torch.no_grad():
+            for parameter, name in ((self.weight, "weight"), (self.bias, "bias")):
+                parameter[:out_features] = getattr(halves[0], name)
+                parameter[out_features:] = getattr(halves[1], name)
         for parameter in (self.weight, self.bias):  # h's and g's gradients are normalised each on its own
             parameter.norm_groups = 2
         self.register_state_dict_post_hook(_split_gates)

@@ -105,6 +105,11 @@ class PseudoInputPrior(MixturePrior):
         """The K pseudo-inputs in data space, (K, C, H, W) in [0, 1]."""
         raise NotImplementedError
 
+    @staticmethod
+    def pseudo_inputs_from_state(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+        """`pseudo_inputs` from a state_dict (the prior's keys under `prefix`), without building a model."""
+        raise NotImplementedError
+
     def component_images(self, decode=None) -> torch.Tensor:
         """The pseudo-inputs themselves: they already are images."""
         return self.pseudo_inputs
@@ -201,6 +206,10 @@ class VampPrior(PseudoInputPrior):
     @property
     def pseudo_inputs(self) -> torch.Tensor:
         return F.hardtanh(self.pseudo_input_params, 0.0, 1.0)
+
+    @staticmethod
+    def pseudo_inputs_from_state(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+        return F.hardtanh(state[prefix + "pseudo_input_params"].float(), 0.0, 1.0)
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and log-variances of q(z | u_k), each (K, D)."""
