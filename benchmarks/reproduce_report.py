@@ -44,6 +44,8 @@ from benchmarks.reproduce_records import (
 
 SECTION_START = "<!-- reproduction:start -->"
 SECTION_END = "<!-- reproduction:end -->"
+MERGED_START = "<!-- reproduction-merged:start -->"  # the cells added with --merge-report
+MERGED_END = "<!-- reproduction-merged:end -->"
 TEMPLATE = "reproduction"
 
 
@@ -264,12 +266,6 @@ def render_section(records: list[dict], others: list[dict] = (), others_dir: Pat
         return f"{SECTION_START}\n{fill(TEMPLATE, 'empty')}\n{SECTION_END}"
     dates = sorted({r["date"] for r in records})
     sources = paper_sources(records)
-    budget: dict[str, set[str]] = {}
-    for r in records:
-        budget.setdefault(r["dataset"], set()).add(
-            f"{r['epoch_budget']} epochs (paper: up to {PAPER_EPOCHS}), KL warm-up {r['warmup']} epochs "
-            f"(paper: {PAPER_WARMUP}), patience {r['patience']}, K = {r['components']}, S = {r['samples']}, "
-            f"{r['n_test']} test points ({r['test_selection']})")
     missing = [run_name(*cell) for cell in GRID if cell not in recorded_cells(records)]
     total_minutes = sum(r["train_seconds"] + r["eval_seconds"] for r in records) / 60
     body = fill(
@@ -283,7 +279,7 @@ def render_section(records: list[dict], others: list[dict] = (), others_dir: Pat
         rows="\n".join(table_row(r, sources) for r in records),
         footnotes="\n".join(f"- ({letter}) {source}." for source, letter in sources.items()),
         caltech_note=CALTECH_VAMPPRIOR_NOTE,
-        budget_lines="\n".join(f"- {_title(d)}: {'; '.join(sorted(v))}." for d, v in budget.items()),
+        budget_lines=_budget_lines(records),
         finished=f"- Not finished in this run: {', '.join(missing)}." if missing else "- Every cell of the grid finished.",
         claims="\n".join(f"| {a} | {b} | {c} |" for a, b, c in claim_rows(records)) or "| (no pair finished yet) | | |",
         summary=claim_summary(records),
@@ -293,6 +289,45 @@ def render_section(records: list[dict], others: list[dict] = (), others_dir: Pat
         gpu_command=GPU_COMMAND,
     )
     return f"{SECTION_START}\n{body}\n{SECTION_END}"
+
+
+def _budget_lines(records: list[dict]) -> str:
+    budget: dict[str, set[str]] = {}
+    for r in records:
+        budget.setdefault(r["dataset"], set()).add(
+            f"{r['epoch_budget']} epochs (paper: up to {PAPER_EPOCHS}), KL warm-up {r['warmup']} epochs "
+            f"(paper: {PAPER_WARMUP}), patience {r['patience']}, K = {r['components']}, S = {r['samples']}, "
+            f"{r['n_test']} test points ({r['test_selection']})")
+    return "\n".join(f"- {_title(d)}: {'; '.join(sorted(v))}." for d, v in budget.items())
+
+
+def render_merged_section(records: list[dict], runs_dir: Path) -> str:
+    """The section of the cells run on their own with --merge-report (their table, budget and claims)."""
+    if not records:
+        return f"{MERGED_START}\n{fill(TEMPLATE, 'merged_empty')}\n{MERGED_END}"
+    dates = sorted({r["date"] for r in records})
+    sources = paper_sources(records)
+    commands = []
+    for dataset in DATASETS:
+        cells = [r for r in records if r["dataset"] == dataset]
+        if cells:
+            flags = [f"--datasets {dataset}", f"--models {' '.join(sorted({r['model'] for r in cells}))}",
+                     f"--priors {' '.join(sorted({r['prior'] for r in cells}))}"]
+            for flag, key in (("epochs", "epoch_budget"), ("warmup", "warmup"), ("test-limit", "n_test")):
+                flags += sorted({f"--{flag} {dataset}={r[key]}" for r in cells})
+            flags += sorted({f"--samples {r['samples']}" for r in cells})
+            commands.append(f"`python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {runs_dir} "
+                            f"{' '.join(flags)} --merge-report`")
+    body = fill(
+        TEMPLATE, "merged", runs_dir=runs_dir, devices="; ".join(sorted({r["device"] for r in records})),
+        date=dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}",
+        total_minutes=f"{sum(r['train_seconds'] + r['eval_seconds'] for r in records) / 60:.0f}", runs=len(records),
+        commands=" and ".join(commands), rows="\n".join(table_row(r, sources) for r in records),
+        footnotes="\n".join(f"- ({letter}) {source}." for source, letter in sources.items()),
+        budget_lines=_budget_lines(records),
+        claims="\n".join(f"| {a} | {b} | {c} |" for a, b, c in claim_rows(records)) or "| (no pair finished yet) | | |",
+    )
+    return f"{MERGED_START}\n{body}\n{MERGED_END}"
 
 
 def _padded(block: str) -> str:
@@ -317,10 +352,7 @@ def publish(runs_dir: Path, compare_runs_dir: Path | None = None, replace_report
     """
     records = collect_records(runs_dir)
     if merge_report:
-        fresh = recorded_cells(records)
-        kept = [r for r in read_records(RESULTS_JSON, KIND, CELL) if tuple(r[f] for f in CELL) not in fresh]
-        records = sorted(records + kept, key=lambda r: GRID.index(tuple(r[f] for f in CELL))
-                         if tuple(r[f] for f in CELL) in GRID else len(GRID))
+        return merge(records, runs_dir)
     dropped = recorded(RESULTS_JSON, KIND, CELL) - recorded_cells(records)
     if dropped and not replace_report:
         return False, (f"left {RESULTS_MD.name} and {RESULTS_JSON.name} alone: they report {len(dropped)} cell(s) "
@@ -331,3 +363,19 @@ def publish(runs_dir: Path, compare_runs_dir: Path | None = None, replace_report
     write_results_json(records, RESULTS_JSON)
     write_results_md(records, others, compare_runs_dir, RESULTS_MD)
     return True, f"wrote {len(records)} reproduction records to {RESULTS_JSON.name} and {RESULTS_MD.name}"
+
+
+def merge(records: list[dict], runs_dir: Path) -> tuple[bool, str]:
+    """--merge-report: the cells in `records` replace their own records in results.json (the others
+    are kept as committed) and get a section of their own in RESULTS.md; the main section, whose
+    claims rest on paired per-point values that results.json does not keep, is left as it is."""
+    if not records:
+        return False, f"left {RESULTS_MD.name} and {RESULTS_JSON.name} alone: {runs_dir} has no finished run"
+    fresh = recorded_cells(records)
+    kept = [r for r in read_records(RESULTS_JSON, KIND, CELL) if tuple(r[f] for f in CELL) not in fresh]
+    in_grid_order = sorted(kept + records, key=lambda r: GRID.index(tuple(r[f] for f in CELL))
+                           if tuple(r[f] for f in CELL) in GRID else len(GRID))
+    write_results_json(in_grid_order, RESULTS_JSON)
+    replace_section(RESULTS_MD, MERGED_START, MERGED_END, render_merged_section(records, runs_dir))
+    return True, (f"merged {len(records)} reproduction records into {RESULTS_JSON.name} ({len(kept)} kept) and "
+                  f"wrote their own section of {RESULTS_MD.name}")

@@ -162,21 +162,31 @@ def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path,
 
 
 def test_merging_updates_the_cells_run_and_keeps_the_others(tmp_path, monkeypatch, paired):
-    """--merge-report: the conv rows, run in their own folder, join the committed MLP rows."""
+    """--merge-report: cells run in their own folder (the conv rows) replace their own records and
+    get their own section; the main section, with its paired claims, stays as committed."""
     results_json, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
     monkeypatch.setattr(reproduce_report, "RESULTS_JSON", results_json)
     monkeypatch.setattr(reproduce_report, "RESULTS_MD", results_md)
     committed = [record("standard", paired[0]), record("vampprior", paired[1])]
     write_results_json(committed, results_json)
-    conv = [record("vampprior", paired[1] + 3.0, model="pixelhvae"), record("vampprior", paired[1] + 0.5)]
+    write_results_md(committed, path=results_md)
+    main_section = results_md.read_text()
+    conv = [record("standard", paired[0], model="pixelhvae"), record("vampprior", paired[1] + 3.0, model="pixelhvae"),
+            record("vampprior", paired[1] + 0.5)]
     monkeypatch.setattr(reproduce_report, "collect_records", lambda runs_dir: conv)
     assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "conv"), "--merge-report"]) == 0
     merged = json.loads(results_json.read_text())
     assert [(r["model"], r["prior"]) for r in merged] == [  # in the grid's order
-        ("vae", "standard"), ("vae", "vampprior"), ("pixelhvae", "vampprior")]
+        ("vae", "standard"), ("vae", "vampprior"), ("pixelhvae", "standard"), ("pixelhvae", "vampprior")]
     assert merged[1]["log_likelihood"] == pytest.approx(paired[1].mean() + 0.5)  # the cell run again: updated
     assert merged[0]["log_likelihood"] == pytest.approx(paired[0].mean())  # kept as committed
-    assert "| PixelHVAE | vampprior" in results_md.read_text()
+    text = results_md.read_text()
+    assert text.startswith(main_section.rstrip("\n"))  # the main section untouched, the new one after it
+    added = text[len(main_section.rstrip("\n")):]
+    assert "| Caltech 101 Silhouettes | PixelHVAE | vampprior" in added and "--merge-report`" in added
+    assert "| Caltech 101 Silhouettes, PixelHVAE | **holds**" in added  # paired: per-point values at hand
+    monkeypatch.setattr(reproduce_report, "collect_records", lambda runs_dir: [])
+    assert reproduce.main(["--report-only", "--runs-dir", str(tmp_path / "none"), "--merge-report"]) == 1
 
 
 def test_the_grid_holds_the_conv_models_of_the_paper():
