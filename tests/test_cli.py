@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from test_checkpoint import rewrite_header
 
+from vae_core import checkpoint as ckpt
 from vae_core import cli
 from vae_core.locking import LOCK_FILE
 
@@ -493,3 +494,13 @@ def test_shipping_commands_refuse_bad_folders_in_one_line(tmp_path, capsys):
     assert_one_line_error(*run(["compact", tmp_path / "missing"], capsys)[::2])
     code, _, err = run(["embed-sample", tmp_path, "--test", "0"], capsys)
     assert code == 2 and "positive" in err
+
+
+def test_sampling_a_pixelcnn_model_shows_its_passes(tmp_path, build, make_config, capsys):
+    config = make_config(model="hvae", architecture="conv", pixel_model="pixelcnn")
+    checkpoint = ckpt.save(tmp_path / "pixel", build(config), config)
+    code, out, err = run(["sample", checkpoint, "--n", "3", "--out", tmp_path / "grid.png"], capsys)
+    assert code == 0 and "wrote 3 samples" in out
+    assert "a pass per pixel" in err and "64/64" in err  # tqdm: one pass per pixel of the 8 x 8 images
+    code, out, _ = run(["info", checkpoint], capsys)
+    assert "pixel model pixelcnn" in out

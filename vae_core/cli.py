@@ -237,10 +237,14 @@ def _sample(args) -> None:
     reason = unwritable_reason(out.parent)
     if reason:
         raise ValueError(f"cannot write {out}: {reason}")
+    from tqdm import tqdm
+
     torch.manual_seed(args.seed)
     model = ckpt.load(args.checkpoint)
-    with torch.no_grad():
-        images = model.sample(args.n).numpy()
+    passes = model.likelihood.generation_passes(_dataset_and_shape(args.checkpoint)[1])
+    with torch.no_grad(), tqdm(total=passes, unit="pass", desc=f"sampling {args.n} (a pass per pixel)",
+                               disable=passes == 1) as bar:
+        images = model.sample(args.n, progress=lambda done, total: bar.update(done - bar.n)).numpy()
     scale = args.scale or max(1, 56 // images.shape[-1])
     path = save_png(image_grid(images, scale=scale), out)
     print(f"wrote {args.n} samples to {path}")
