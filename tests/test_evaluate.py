@@ -193,6 +193,17 @@ def test_chunks_are_sized_by_the_memory_a_row_takes(build, digits, monkeypatch):
     assert ev.memory_sized_rows(pixel, x, pixel.prior.frozen()) == 100
 
 
+def test_sizing_and_timing_the_chunks_leave_the_random_numbers_alone(build, digits):
+    """The same seed gives the same estimate as before these measurements existed."""
+    model = build(prior="vampprior").eval()
+    x = digits.x_test[:5]
+    torch.manual_seed(4)
+    expected = ev.log_likelihood(model, x, num_samples=50, max_rows=1000)  # given max_rows: no probe
+    torch.manual_seed(4)
+    ev.estimate_seconds(model, x, num_samples=50)
+    np.testing.assert_array_equal(ev.log_likelihood(model, x, num_samples=50), expected)
+
+
 def test_the_time_estimate_extrapolates_one_timed_chunk(build, digits, monkeypatch):
     model = build(prior="vampprior").eval()
     clock = iter([10.0, 10.5])  # one chunk takes 0.5 s

@@ -71,11 +71,17 @@ def activation_bytes_per_row(model: nn.Module, x: torch.Tensor, prior, rows: int
 
     hooks = [module.register_forward_hook(record) for module in model.modules()]
     try:
-        model.log_importance_weights(x[:1], rows, prior=prior)
+        with _own_random_numbers(x.device):  # measuring must not change the estimate that follows
+            model.log_importance_weights(x[:1], rows, prior=prior)
     finally:
         for hook in hooks:
             hook.remove()
     return max(1, largest // rows)
+
+
+def _own_random_numbers(device: torch.device):
+    """Draws inside leave the global RNG (CPU, and `device` if a GPU) as they found it."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def memory_sized_rows(model: nn.Module, x: torch.Tensor, prior) -> int:
@@ -104,11 +110,12 @@ def estimate_seconds(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLE
     max_rows = max_rows or memory_sized_rows(model, x, prior)
     points, samples = _chunking(num_samples, max_rows)
     x = next(_batches(images, points, device))
-    model.log_importance_weights(x[:1], 1, prior=prior)  # warm up (first-call allocations, kernels)
-    start = time.perf_counter()
-    model.log_importance_weights(x, samples, prior=prior)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    with _own_random_numbers(device):  # an estimate first must not change the evaluation's draws
+        model.log_importance_weights(x[:1], 1, prior=prior)  # warm up (first-call allocations, kernels)
+        start = time.perf_counter()
+        model.log_importance_weights(x, samples, prior=prior)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     chunks = math.ceil(len(images) / points) * math.ceil(num_samples / samples)
     return (time.perf_counter() - start) * chunks
 
