@@ -134,14 +134,22 @@ def test_claim_summary_says_where_the_standard_prior_switched_units_off(paired):
     assert "The direction agrees with the paper." in agrees and "Not confirmed" not in agrees
 
 
-def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path, monkeypatch, paired):
-    """A fresh clone has no runs folder: --report-only (or a one-cell run) must not wipe the table."""
+@pytest.fixture
+def committed_report(tmp_path, monkeypatch, paired):
+    """results.json and RESULTS.md in tmp_path holding a committed Caltech101 VAE pair: their paths."""
     results_json, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
     monkeypatch.setattr(reproduce_report, "RESULTS_JSON", results_json)
     monkeypatch.setattr(reproduce_report, "RESULTS_MD", results_md)
     committed = [record("standard", paired[0]), record("vampprior", paired[1])]
     write_results_json(committed, results_json)
     write_results_md(committed, path=results_md)
+    return results_json, results_md
+
+
+def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path, monkeypatch, paired,
+                                                                       committed_report):
+    """A fresh clone has no runs folder: --report-only (or a one-cell run) must not wipe the table."""
+    results_json, results_md = committed_report
     before = results_json.read_text(), results_md.read_text()
     found: list[dict] = []
     monkeypatch.setattr(reproduce_report, "collect_records", lambda runs_dir: found)
@@ -161,15 +169,10 @@ def test_report_leaves_the_committed_table_alone_when_runs_are_missing(tmp_path,
     assert len(json.loads(results_json.read_text())) == 1
 
 
-def test_merging_updates_the_cells_run_and_keeps_the_others(tmp_path, monkeypatch, paired):
+def test_merging_updates_the_cells_run_and_keeps_the_others(tmp_path, monkeypatch, paired, committed_report):
     """--merge-report: cells run in their own folder (the conv rows) replace their own records and
     get their own section; the main section, with its paired claims, stays as committed."""
-    results_json, results_md = tmp_path / "results.json", tmp_path / "RESULTS.md"
-    monkeypatch.setattr(reproduce_report, "RESULTS_JSON", results_json)
-    monkeypatch.setattr(reproduce_report, "RESULTS_MD", results_md)
-    committed = [record("standard", paired[0]), record("vampprior", paired[1])]
-    write_results_json(committed, results_json)
-    write_results_md(committed, path=results_md)
+    results_json, results_md = committed_report
     main_section = results_md.read_text()
     conv = [record("standard", paired[0], model="pixelhvae"), record("vampprior", paired[1] + 3.0, model="pixelhvae"),
             record("vampprior", paired[1] + 0.5)]
