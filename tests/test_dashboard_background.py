@@ -130,7 +130,9 @@ def test_pixelcnn_samples_in_the_background(registry, build):
     assert seen == list(range(1, passes + 1))
     images = status.result
     assert images.shape == (4, 1, 8, 8) and np.isfinite(images).all()
-    np.testing.assert_array_equal(images, gallery.prior_samples(model, 4, seed=3))
+    # the same draw as in this thread; a worker thread may run OpenMP with other thread counts, so
+    # its sums can round differently in the last bit
+    np.testing.assert_allclose(images, gallery.prior_samples(model, 4, seed=3), rtol=0, atol=1e-5)
 
 
 def test_reconstructions_report_the_passes_done(build, digits):

@@ -393,7 +393,8 @@ def read_info(path: str | Path) -> CheckpointInfo:
 
 def read_pseudo_inputs(path: str | Path) -> torch.Tensor | None:
     """A pseudo-input prior's K images (K, C, H, W) read from the weights alone, without building the
-    model (a glance at them costs a file read); None for a prior without pseudo-inputs."""
+    model (a glance at them costs a file read); None for a prior without pseudo-inputs, or one that
+    cannot be read that way (`PseudoInputPrior.pseudo_inputs_from_state`)."""
     from .priors import PseudoInputPrior
 
     path = Path(path)
@@ -406,6 +407,8 @@ def read_pseudo_inputs(path: str | Path) -> torch.Tensor | None:
         images = config.prior_class.pseudo_inputs_from_state(tensors, "prior.")
     except KeyError as error:
         raise CheckpointError(f"{source} lacks tensors ({error}): it does not match its config.json") from None
+    if images is None:
+        return None
     want = (config.components, *config.input_shape)
     if tuple(images.shape) != want:
         raise CheckpointError(f"{source}: the pseudo-inputs have shape {tuple(images.shape)}, the config needs {want}")

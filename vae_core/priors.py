@@ -106,9 +106,10 @@ class PseudoInputPrior(MixturePrior):
         raise NotImplementedError
 
     @staticmethod
-    def pseudo_inputs_from_state(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
-        """`pseudo_inputs` from a state_dict (the prior's keys under `prefix`), without building a model."""
-        raise NotImplementedError
+    def pseudo_inputs_from_state(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor | None:
+        """`pseudo_inputs` from a state_dict (the prior's keys under `prefix`), without building a
+        model; None where a prior cannot say (then callers build the model and ask it)."""
+        return None
 
     def component_images(self, decode=None) -> torch.Tensor:
         """The pseudo-inputs themselves: they already are images."""
