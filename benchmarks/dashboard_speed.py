@@ -144,6 +144,9 @@ def umap_timings(env: dict, checkpoint: str) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         env = env | {"VAMPVIZ_CACHE_DIR": cache, "NUMBA_CACHE_DIR": str(Path(cache) / "numba")}
         cold = child(UMAP_CHILD, [str(ROOT), checkpoint], env)  # nothing cached: numba compiles too
+        if cold["origin"] == "checkpoint":  # shipped with its maps: no fit, no disk cache to time
+            print(f"  {Path(checkpoint).name} carries its UMAP map: nothing to fit or cache", flush=True)
+            return None
         shutil.rmtree(Path(cache) / "projections")
         warm_numba = child(UMAP_CHILD, [str(ROOT), checkpoint], env)  # numba cached, projection not
         cached = child(UMAP_CHILD, [str(ROOT), checkpoint], env)  # projection on disk
