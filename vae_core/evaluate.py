@@ -134,7 +134,9 @@ def log_likelihood(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES,
     if max_rows is None:
         max_rows = memory_sized_rows(model, next(_batches(images, 1, device)), prior)
     points_per_chunk, samples_per_chunk = _chunking(num_samples, max_rows)
-    results = []
+    # filled in place: one small tensor kept per point between the chunks' large temporaries
+    # fragments the C heap, whose resident size then grows with the number of points
+    results = np.empty(len(images), dtype=np.float64)
     done = 0
     for x in _batches(images, points_per_chunk, device):
         log_sum = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=device)
@@ -142,11 +144,11 @@ def log_likelihood(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES,
             count = min(samples_per_chunk, num_samples - start)
             weights = model.log_importance_weights(x, count, prior=prior).double()  # (count, B)
             log_sum = torch.logaddexp(log_sum, torch.logsumexp(weights, dim=0))
-        results.append((log_sum - math.log(num_samples)).cpu())
+        results[done : done + x.shape[0]] = (log_sum - math.log(num_samples)).cpu().numpy()
         done += x.shape[0]
         if progress:
             progress(done, len(images))
-    return torch.cat(results).numpy()
+    return results
 
 
 def bits_per_dim(log_likelihood_nats: float, input_shape: tuple[int, ...]) -> float:
