@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prior", default="vampprior", choices=sorted(PRIORS))
     t.add_argument("--architecture", default="mlp", choices=sorted(ARCHITECTURES))
     t.add_argument("--likelihood", choices=sorted(LIKELIHOODS), help="each pixel's distribution (default: the dataset's)")
-    t.add_argument("--pixel-model", default="independent", choices=sorted(PIXEL_MODELS),
+    t.add_argument("--pixel-model", default=ModelConfig.pixel_model, choices=sorted(PIXEL_MODELS),
                    help="pixelcnn: an autoregressive PixelCNN over p(x|z) (with --model hvae --architecture conv, "
                         "the paper's PixelHVAE)")
     t.add_argument("--components", "-K", type=_positive, default=500, help="pseudo-inputs / mixture components")
@@ -258,7 +258,7 @@ def _info(args) -> None:
     info = ckpt.read_info(args.checkpoint)
     c = info.config
     print(f"{info.path}: {c.model.upper()} with a {c.prior} prior on {c.dataset} {c.input_shape}")
-    pixels = "" if c.pixel_model == "independent" else f" (pixel model {c.pixel_model})"
+    pixels = "" if c.pixel_model == ModelConfig.pixel_model else f" (pixel model {c.pixel_model})"
     print(f"  architecture {c.architecture}, likelihood {c.likelihood}{pixels}, latent {c.latent_sizes}, "
           f"K={c.components}")
     if info.state != "ready":

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .distributions import gaussian_mixture_log_prob, reparameterize
+from .seeding import seeded, untouched
 
 DEFAULT_SAMPLES = 5000
 CPU_MAX_ROWS = 2500  # decoder rows per log-likelihood chunk on a CPU: cache-sized (see the module docstring)
@@ -71,17 +72,12 @@ def activation_bytes_per_row(model: nn.Module, x: torch.Tensor, prior, rows: int
 
     hooks = [module.register_forward_hook(record) for module in model.modules()]
     try:
-        with _own_random_numbers(x.device):  # measuring must not change the estimate that follows
+        with untouched(x.device):  # measuring must not change the estimate that follows
             model.log_importance_weights(x[:1], rows, prior=prior)
     finally:
         for hook in hooks:
             hook.remove()
     return max(1, largest // rows)
-
-
-def _own_random_numbers(device: torch.device):
-    """Draws inside leave the global RNG (CPU, and `device` if a GPU) as they found it."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def memory_sized_rows(model: nn.Module, x: torch.Tensor, prior) -> int:
@@ -110,7 +106,7 @@ def estimate_seconds(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLE
     max_rows = max_rows or memory_sized_rows(model, x, prior)
     points, samples = _chunking(num_samples, max_rows)
     x = next(_batches(images, points, device))
-    with _own_random_numbers(device):  # an estimate first must not change the evaluation's draws
+    with untouched(device):  # an estimate first must not change the evaluation's draws
         model.log_importance_weights(x[:1], 1, prior=prior)  # warm up (first-call allocations, kernels)
         start = time.perf_counter()
         model.log_importance_weights(x, samples, prior=prior)
@@ -242,8 +238,7 @@ def sample_sharpness(model: nn.Module, images, num_samples: int | None = None, d
     num_samples = num_samples or (AUTOREGRESSIVE_SHARPNESS_SAMPLES if slow else SHARPNESS_SAMPLES)
     draws = draws or (1 if slow else 4)
     images = images[:num_samples]
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         prior = [decoder_entropy(model.likelihood, model.prior_decoder_params(len(chunk)), draws)
                  for chunk in torch.arange(num_samples).split(batch_size)]
         posterior = [decoder_entropy(model.likelihood, model.posterior_decoder_params(x), draws)

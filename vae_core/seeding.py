@@ -7,6 +7,13 @@ import contextlib
 import torch
 
 
+def untouched(device: torch.device | str | None = None):
+    """A context whose draws leave torch's RNG as they found it: the CPU generator, and a CUDA
+    `device`'s too."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device | str | None = None):
     """Run the block with torch's RNG seeded to `seed`, then restore the previous state.
@@ -14,8 +21,6 @@ def seeded(seed: int, device: torch.device | str | None = None):
     The CPU generator is always forked; a CUDA `device`'s generator is forked and seeded too, so
     draws made there are reproducible as well.
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with untouched(device):
         torch.manual_seed(seed)
         yield
