@@ -231,19 +231,28 @@ def budget_check(records: list[dict], others: list[dict], others_dir: Path | Non
             f"| {fmt(PAPER_TABLE2[key][0], unit) if key in PAPER_TABLE2 else ''} |")
     if not rows:
         return ""
-    commands = []
-    for dataset in DATASETS:  # one command per dataset: exactly its cells (models x priors)
-        cells = [o for o in others if o["dataset"] == dataset]
+    return fill(TEMPLATE, "budgets", others_dir=others_dir, commands=commands(others, others_dir, "--no-report"),
+                rows="\n".join(rows))
+
+
+def commands(records: list[dict], runs_dir: Path, ending: str, samples: bool = False) -> str:
+    """The reproduce.py commands that ran `records` into `runs_dir`, one per dataset with exactly its
+    cells (models x priors) and budget flags (`--samples` too if `samples`), each ending in `ending`."""
+    lines = []
+    for dataset in DATASETS:
+        cells = [r for r in records if r["dataset"] == dataset]
         if not cells:
             continue
         flags = [f"--datasets {dataset}"]
         for flag, key in (("models", "model"), ("priors", "prior")):
-            flags.append(f"--{flag} {' '.join(sorted({o[key] for o in cells}))}")
+            flags.append(f"--{flag} {' '.join(sorted({r[key] for r in cells}))}")
         for flag, key in (("epochs", "epoch_budget"), ("warmup", "warmup"), ("test-limit", "n_test")):
-            flags += sorted({f"--{flag} {dataset}={o[key]}" for o in cells})
-        commands.append(f"`python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {others_dir} "
-                        f"{' '.join(flags)} --no-report`")
-    return fill(TEMPLATE, "budgets", others_dir=others_dir, commands=" and ".join(commands), rows="\n".join(rows))
+            flags += sorted({f"--{flag} {dataset}={r[key]}" for r in cells})
+        if samples:
+            flags += sorted({f"--samples {r['samples']}" for r in cells})
+        lines.append(f"`python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {runs_dir} "
+                     f"{' '.join(flags)} {ending}`")
+    return " and ".join(lines)
 
 
 def table_row(record: dict, sources: dict[str, str]) -> str:
@@ -264,24 +273,23 @@ def table_row(record: dict, sources: dict[str, str]) -> str:
 def render_section(records: list[dict], others: list[dict] = (), others_dir: Path | None = None) -> str:
     if not records:
         return f"{SECTION_START}\n{fill(TEMPLATE, 'empty')}\n{SECTION_END}"
-    dates = sorted({r["date"] for r in records})
     sources = paper_sources(records)
     missing = [run_name(*cell) for cell in GRID if cell not in recorded_cells(records)]
-    total_minutes = sum(r["train_seconds"] + r["eval_seconds"] for r in records) / 60
+    total_minutes = _minutes(records)
     body = fill(
         TEMPLATE, "section",
         paper_epochs=PAPER_EPOCHS,
         devices="; ".join(sorted({r["device"] for r in records})),
-        date=dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}",
+        date=_dates(records),
         total_minutes=f"{total_minutes:.0f}",
         total_hours=f"{total_minutes / 60:.1f}",
         runs=len(records),
         rows="\n".join(table_row(r, sources) for r in records),
-        footnotes="\n".join(f"- ({letter}) {source}." for source, letter in sources.items()),
+        footnotes=_footnotes(sources),
         caltech_note=CALTECH_VAMPPRIOR_NOTE,
         budget_lines=_budget_lines(records),
         finished=f"- Not finished in this run: {', '.join(missing)}." if missing else "- Every cell of the grid finished.",
-        claims="\n".join(f"| {a} | {b} | {c} |" for a, b, c in claim_rows(records)) or "| (no pair finished yet) | | |",
+        claims=_claims_table(records),
         summary=claim_summary(records),
         budget_check=_padded(budget_check(records, others, others_dir)),
         budget_bullet=why_budget(records, others),
@@ -289,6 +297,24 @@ def render_section(records: list[dict], others: list[dict] = (), others_dir: Pat
         gpu_command=GPU_COMMAND,
     )
     return f"{SECTION_START}\n{body}\n{SECTION_END}"
+
+
+def _dates(records: list[dict]) -> str:
+    dates = sorted({r["date"] for r in records})
+    return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+
+
+def _minutes(records: list[dict]) -> float:
+    """Training and evaluation time of `records`, in minutes."""
+    return sum(r["train_seconds"] + r["eval_seconds"] for r in records) / 60
+
+
+def _footnotes(sources: dict[str, str]) -> str:
+    return "\n".join(f"- ({letter}) {source}." for source, letter in sources.items())
+
+
+def _claims_table(records: list[dict]) -> str:
+    return "\n".join(f"| {a} | {b} | {c} |" for a, b, c in claim_rows(records)) or "| (no pair finished yet) | | |"
 
 
 def _budget_lines(records: list[dict]) -> str:
@@ -305,27 +331,13 @@ def render_merged_section(records: list[dict], runs_dir: Path) -> str:
     """The section of the cells run on their own with --merge-report (their table, budget and claims)."""
     if not records:
         return f"{MERGED_START}\n{fill(TEMPLATE, 'merged_empty')}\n{MERGED_END}"
-    dates = sorted({r["date"] for r in records})
     sources = paper_sources(records)
-    commands = []
-    for dataset in DATASETS:
-        cells = [r for r in records if r["dataset"] == dataset]
-        if cells:
-            flags = [f"--datasets {dataset}", f"--models {' '.join(sorted({r['model'] for r in cells}))}",
-                     f"--priors {' '.join(sorted({r['prior'] for r in cells}))}"]
-            for flag, key in (("epochs", "epoch_budget"), ("warmup", "warmup"), ("test-limit", "n_test")):
-                flags += sorted({f"--{flag} {dataset}={r[key]}" for r in cells})
-            flags += sorted({f"--samples {r['samples']}" for r in cells})
-            commands.append(f"`python benchmarks/reproduce.py --data-dir /path/to/data --runs-dir {runs_dir} "
-                            f"{' '.join(flags)} --merge-report`")
     body = fill(
         TEMPLATE, "merged", runs_dir=runs_dir, devices="; ".join(sorted({r["device"] for r in records})),
-        date=dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}",
-        total_minutes=f"{sum(r['train_seconds'] + r['eval_seconds'] for r in records) / 60:.0f}", runs=len(records),
-        commands=" and ".join(commands), rows="\n".join(table_row(r, sources) for r in records),
-        footnotes="\n".join(f"- ({letter}) {source}." for source, letter in sources.items()),
-        budget_lines=_budget_lines(records),
-        claims="\n".join(f"| {a} | {b} | {c} |" for a, b, c in claim_rows(records)) or "| (no pair finished yet) | | |",
+        date=_dates(records), total_minutes=f"{_minutes(records):.0f}", runs=len(records),
+        commands=commands(records, runs_dir, "--merge-report", samples=True),
+        rows="\n".join(table_row(r, sources) for r in records), footnotes=_footnotes(sources),
+        budget_lines=_budget_lines(records), claims=_claims_table(records),
     )
     return f"{MERGED_START}\n{body}\n{MERGED_END}"
 
