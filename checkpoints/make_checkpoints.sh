@@ -7,12 +7,13 @@
 # or "paper" (the eight models of the paper, on static MNIST, Caltech 101 Silhouettes and Frey Faces:
 # many CPU hours; the dataset files must be in --data-dir, default $VAMPVIZ_DATA_DIR). Default: all.
 #
-# Each paper model is trained in runs/shipped/NAME (resumable: rerunning continues a killed run),
-# then its weights are stored in float16 without the resume state (`compact`), it is evaluated on
-# the full test set from those weights (S = 5000; metrics.json), 2,000 test and 5,000 training
-# images are embedded (`embed-sample`), their PCA/UMAP maps precomputed (`project`), and the folder
-# is moved into checkpoints/. The paper's settings: gated MLP 2x300, latent 40 (z1 = z2 = 40 for
-# the HVAE), K = 500, batch 100, Adam 5e-4 on normalised gradients, early stopping with patience 50.
+# Each paper model is trained in runs/shipped/NAME (resumable: rerunning continues a killed training
+# or evaluation), then its weights are stored in float16 without the resume state (`compact`), it
+# is evaluated on the full test set from those weights (S = 5000; metrics.json), 2,000 test and
+# 5,000 training images are embedded (`embed-sample`), their PCA/UMAP maps precomputed (`project`),
+# and the folder is moved into checkpoints/. The paper's settings: gated MLP 2x300, latent 40
+# (z1 = z2 = 40 for the HVAE), K = 500, batch 100, Adam 5e-4 on normalised gradients, early
+# stopping with patience 50.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=python

@@ -17,7 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data as datasets
-from . import embedded, paths, projections, release
+from . import embedded, evaluation_progress, paths, projections, release
 from .config import ModelConfig
 from .distributed import is_main_process
 from .errors import DatasetError, VampvizError
@@ -199,16 +199,33 @@ def _evaluate(args) -> None:
     x_test = all_test[: args.limit]
     if len(x_test) == 0:
         raise DatasetError(f"{config.dataset} has no test images to evaluate")
-    seconds = estimate_seconds(model, x_test, args.samples)
-    print(f"log p(x) of {len(x_test):,} test images with S={args.samples:,}: about {format_duration(seconds)} on "
-          f"{device} (timed on one chunk; --samples and --limit trade accuracy for time)", file=sys.stderr)
-    with tqdm(total=len(x_test), unit="img", desc=f"log p(x), S={args.samples}", disable=args.json) as bar:
+    key = evaluation_progress.progress_key(args.checkpoint, x_test, args.samples, args.seed, device)
+    partial, before, note = evaluation_progress.load(args.checkpoint, key)
+    if note:
+        print(note, file=sys.stderr)
+    done = 0 if partial is None else len(partial.values)
+    if done:
+        print(f"resuming the interrupted evaluation at image {done:,} of {len(x_test):,}", file=sys.stderr)
+    if done < len(x_test):
+        seconds = estimate_seconds(model, x_test[done:], args.samples)
+        print(f"log p(x) of {len(x_test) - done:,} test images with S={args.samples:,}: about "
+              f"{format_duration(seconds)} on {device} (timed on one chunk; --samples and --limit trade "
+              "accuracy for time)", file=sys.stderr)
+    reason = unwritable_reason(args.checkpoint)
+    saver = None if reason else evaluation_progress.Saver(args.checkpoint, key, before)
+    if reason:
+        print(f"progress is not saved ({reason}): an interrupted evaluation starts over", file=sys.stderr)
+    with tqdm(total=len(x_test), initial=done, unit="img", desc=f"log p(x), S={args.samples}",
+              disable=args.json) as bar:
         metrics = evaluate(model, x_test, args.samples, datasets.get_spec(config.dataset).input_type,
-                           progress=lambda done, total: bar.update(done - bar.n))
+                           progress=lambda done, total: bar.update(done - bar.n), resume=partial, commit=saver)
+    if saver:
+        metrics["seconds"] = saver.seconds()
     metrics["test_points"] = "all" if len(x_test) == len(all_test) else f"first {len(x_test)}"
     written = args.write_metrics or _is_full_evaluation(args.samples, len(x_test), len(all_test))
     if written:
         ckpt.write_metrics(args.checkpoint, metrics)
+    evaluation_progress.discard(args.checkpoint)
     metrics_file = args.checkpoint / ckpt.METRICS_FILE
     if args.json:
         print(json.dumps(metrics | {"metrics_file": str(metrics_file) if written else None}))
@@ -341,6 +358,10 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+INTERRUPTED = {  # what a Ctrl-C leaves, by command
+    "train": "the last checkpoint is kept (use --resume to continue)",
+    "evaluate": "its progress (saved each minute) is kept: run the same command again to go on",
+}
 COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "info": _info, "embed-sample": _embed_sample,
             "project": _project, "compact": _compact, "dashboard": _dashboard, "download": _download}
 
@@ -363,6 +384,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot access{where}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (use --resume to continue)", file=sys.stderr)
+        print(f"interrupted; {INTERRUPTED.get(args.command, 'nothing was written')}", file=sys.stderr)
         return 130
     return 0

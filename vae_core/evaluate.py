@@ -12,12 +12,18 @@ on a GPU), at most `CPU_MAX_ROWS` on a CPU: with the paper's MLP, 2,500 decoder 
 evaluate ~1.4x faster than 10,000, whose (rows, 784) intermediates spill out of the caches
 (benchmarks/speed.py measures it). A PixelHVAE's rows are ~100x larger (64 maps per pixel), so
 its chunks are smaller. `estimate_seconds` times one chunk to say how long an evaluation will take.
+
+An evaluation can stop and go on: `log_likelihood` hands a `PartialLogLikelihood` (the values so
+far, the RNG state after them, the chunking) to a `commit` callback after each chunk of points, and
+continues from one given as `resume` with the very draws it would have made (evaluation_progress
+keeps it in a file between runs).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,7 +31,7 @@ import torch
 from torch import nn
 
 from .distributions import gaussian_mixture_log_prob, reparameterize
-from .seeding import seeded, untouched
+from .seeding import rng_state, seeded, set_rng_state, untouched
 
 DEFAULT_SAMPLES = 5000
 CPU_MAX_ROWS = 2500  # decoder rows per log-likelihood chunk on a CPU: cache-sized (see the module docstring)
@@ -116,25 +122,48 @@ def estimate_seconds(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLE
     return (time.perf_counter() - start) * chunks
 
 
+@dataclass(frozen=True)
+class PartialLogLikelihood:
+    """Where an interrupted `log_likelihood` stands: log p(x) of the first len(values) images, the
+    RNG state right after them ({"rng.torch": ..., "rng.cuda": ...}) and the chunking it used."""
+
+    values: np.ndarray
+    rng: dict[str, torch.Tensor]
+    points_per_chunk: int
+    samples_per_chunk: int
+
+
 @torch.no_grad()
 def log_likelihood(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, max_rows: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                   progress: Callable[[int, int], None] | None = None, resume: PartialLogLikelihood | None = None,
+                   commit: Callable[[PartialLogLikelihood], None] | None = None) -> np.ndarray:
     """Importance-sampled log p(x) for each image: (N,) float64 numpy array, in nats.
 
     `max_rows` bounds the decoder rows (samples x points) per chunk; by default what fits in
     memory (`memory_sized_rows`). It changes speed and memory, not the estimate's distribution.
+    `commit` receives the state after each chunk of points; given that state as `resume` (same
+    model, images and S), the result is exactly that of a run never interrupted.
     """
     assert num_samples >= 1, "num_samples must be at least 1"
     device = model_device(model)
     prior = model.prior.frozen()
-    if max_rows is None:
-        max_rows = memory_sized_rows(model, next(_batches(images, 1, device)), prior)
-    points_per_chunk, samples_per_chunk = _chunking(num_samples, max_rows)
     # filled in place: one small tensor kept per point between the chunks' large temporaries
     # fragments the C heap, whose resident size then grows with the number of points
     results = np.empty(len(images), dtype=np.float64)
-    done = 0
-    for x in _batches(images, points_per_chunk, device):
+    if resume is not None:
+        if len(resume.values) > len(images) or resume.samples_per_chunk > num_samples:
+            raise ValueError(f"cannot resume: the partial evaluation holds {len(resume.values)} of "
+                             f"{len(images)} images, {resume.samples_per_chunk} of {num_samples} samples a chunk")
+        points_per_chunk, samples_per_chunk = resume.points_per_chunk, resume.samples_per_chunk
+        done = len(resume.values)
+        results[:done] = resume.values
+        set_rng_state(resume.rng, device)
+    else:
+        if max_rows is None:
+            max_rows = memory_sized_rows(model, next(_batches(images, 1, device)), prior)
+        points_per_chunk, samples_per_chunk = _chunking(num_samples, max_rows)
+        done = 0
+    for x in _batches(images[done:], points_per_chunk, device):
         log_sum = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=device)
         for start in range(0, num_samples, samples_per_chunk):
             count = min(samples_per_chunk, num_samples - start)
@@ -142,6 +171,8 @@ def log_likelihood(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES,
             log_sum = torch.logaddexp(log_sum, torch.logsumexp(weights, dim=0))
         results[done : done + x.shape[0]] = (log_sum - math.log(num_samples)).cpu().numpy()
         done += x.shape[0]
+        if commit:
+            commit(PartialLogLikelihood(results[:done], rng_state(device), points_per_chunk, samples_per_chunk))
         if progress:
             progress(done, len(images))
     return results
@@ -247,18 +278,21 @@ def sample_sharpness(model: nn.Module, images, num_samples: int | None = None, d
 
 
 def evaluate(model: nn.Module, images, num_samples: int = DEFAULT_SAMPLES, input_type: str = "binary",
-             progress: Callable[[int, int], None] | None = None, per_point: bool = False) -> dict:
+             progress: Callable[[int, int], None] | None = None, per_point: bool = False,
+             resume: PartialLogLikelihood | None = None,
+             commit: Callable[[PartialLogLikelihood], None] | None = None) -> dict:
     """All test metrics in one JSON-able dict (what `python -m vae_core evaluate --json` prints).
 
     `per_point` adds "log_likelihood_per_point" (one value per image, in order), for paired
     comparisons of two models on the same test points. "log_likelihood_stderr" is None for a
-    single image. Raises ValueError for an empty `images`.
+    single image. Raises ValueError for an empty `images`. `resume` and `commit` are those of
+    `log_likelihood`: a resumed evaluation returns exactly the metrics of an uninterrupted one.
     """
     if len(images) == 0:
         raise ValueError("there are no test images to evaluate")
     model.eval()
     start = time.perf_counter()
-    ll = log_likelihood(model, images, num_samples, progress=progress)
+    ll = log_likelihood(model, images, num_samples, progress=progress, resume=resume, commit=commit)
     terms = elbo_terms(model, images)
     activity = unit_activity(posterior_means(model, images))
     metrics = {

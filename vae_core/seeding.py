@@ -24,3 +24,21 @@ def seeded(seed: int, device: torch.device | str | None = None):
     with untouched(device):
         torch.manual_seed(seed)
         yield
+
+
+def rng_state(device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """The generators a computation on `device` draws from: {"rng.torch": CPU state} and, for a CUDA
+    device, "rng.cuda" (its own generator). uint8 tensors, as safetensors stores them."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    states = {"rng.torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_state(states: dict[str, torch.Tensor], device: torch.device | str | None = None) -> None:
+    """Restore what `rng_state` returned (a CUDA state only onto a CUDA device)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    torch.set_rng_state(states["rng.torch"])
+    if "rng.cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["rng.cuda"], device)

@@ -39,6 +39,7 @@ from .errors import CheckpointError, TrainingDivergedError
 from .evaluate import active_units, elbo_terms
 from .files import atomic_write_json, unwritable_reason
 from .models import build_model
+from .seeding import rng_state, set_rng_state
 
 ACTIVE_UNITS_VAL_POINTS = 1000  # validation images behind each epoch's active-unit count
 
@@ -157,10 +158,8 @@ def _save_last(out: Path, model: nn.Module, optimizer, state: _State) -> None:
     """Commit an epoch: weights, optimiser moments, RNG state and counters in one atomic write."""
     tensors, rest = ckpt.optimizer_tensors(optimizer)
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors["rng.torch"] = torch.get_rng_state()
-    device = next(model.parameters()).device
-    if device.type == "cuda":  # randperm and bernoulli on the GPU draw from its own generator
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    # randperm and bernoulli on a GPU draw from its own generator: rng_state includes it
+    tensors |= rng_state(next(model.parameters()).device)
     counters = asdict(state) | {"history_length": state.epoch} | rest
     ckpt.save_tensors(out / ckpt.LAST_FILE, tensors, {ckpt.TRAIN_STATE_KEY: json.dumps(counters)})
 
@@ -185,10 +184,7 @@ def _restore_last(out: Path, model: nn.Module, optimizer) -> tuple[_State, list[
             "version: finish it there, or train again into another --out") from None
     if "rng.torch" not in tensors or tensors["rng.torch"].dtype != torch.uint8:
         raise CheckpointError(f"{last} lacks the RNG state; train again into another --out")
-    torch.set_rng_state(tensors["rng.torch"])
-    device = next(model.parameters()).device
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    set_rng_state(tensors, next(model.parameters()).device)
     state = _State(**{f.name: saved[f.name] for f in fields(_State)})
     history_file = out / ckpt.HISTORY_FILE
     history = ckpt.check_history(ckpt.read_json(history_file), history_file) if history_file.is_file() else []
