@@ -27,7 +27,10 @@ def heads_title(snapshot: Snapshot) -> str | None:
     if snapshot.pseudo_inputs is not None:
         return f"the {len(snapshot.pseudo_inputs)} pseudo-inputs u_k"
     if snapshot.decoded_means is not None:
-        return f"the {len(snapshot.decoded_means)} mixture means, decoded"
+        shown = len(snapshot.decoded_means)
+        if snapshot.components and snapshot.components > shown:  # an autoregressive decoder: a few of K
+            return f"the first {shown} of the {snapshot.components} mixture means, decoded"
+        return f"the {shown} mixture means, decoded"
     return None
 
 

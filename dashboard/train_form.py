@@ -20,17 +20,23 @@ from .jobs import JobStatus
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def make_model_config(dataset: str, model: str, prior: str, components: int, latent_dim: int,
-                      hidden: int) -> ModelConfig:
+def make_model_config(dataset: str, model: str, prior: str, components: int, latent_dim: int, hidden: int,
+                      architecture: str = ModelConfig.architecture,
+                      pixel_model: str = ModelConfig.pixel_model) -> ModelConfig:
     """The form's model: the dataset's shape, likelihood and pseudo-input init; one size for z1 and z2."""
     return ModelConfig.for_dataset(dataset, model=model, prior=prior, latent_dim=latent_dim,
-                                   latent_dim_z1=latent_dim, hidden=hidden, components=components).validate()
+                                   latent_dim_z1=latent_dim, hidden=hidden, components=components,
+                                   architecture=architecture, pixel_model=pixel_model).validate()
 
 
 def run_name(config: ModelConfig) -> str:
-    """A readable default folder name, e.g. digits-vae-vampprior-K100-z20."""
+    """A readable default folder name, e.g. digits-vae-vampprior-K100-z20 (then -conv, -pixelcnn
+    where the architecture or the pixel model is not the default)."""
     k = f"-K{config.components}" if config.has_components else ""
-    return f"{config.dataset}-{config.model}-{config.prior}{k}-z{config.latent_dim}"
+    extras = "".join(f"-{value}" for value, default in ((config.architecture, ModelConfig.architecture),
+                                                         (config.pixel_model, ModelConfig.pixel_model))
+                     if value != default)
+    return f"{config.dataset}-{config.model}-{config.prior}{k}-z{config.latent_dim}{extras}"
 
 
 def check_folder_name(name: str) -> str:

@@ -10,6 +10,8 @@ from dashboard.views import show_grid
 from vae_core.data import DATASETS
 from vae_core.errors import VampvizError
 from vae_core.models import MODELS
+from vae_core.networks import ARCHITECTURES
+from vae_core.pixelcnn import PIXEL_MODELS
 from vae_core.priors import PRIORS
 from vae_core.snapshots import list_snapshots
 from vae_core.train import TrainConfig
@@ -80,6 +82,15 @@ with new_run.form("train-form"):
                               help="Dimensions of z (of each layer for the HVAE)")
     hidden = three.number_input("Hidden units", 8, 1024, 128, key="train-hidden",
                                 help="Width of the encoder and decoder layers")
+    one, two = st.columns(2)
+    architecture = one.selectbox("Networks", list(ARCHITECTURES), key="train-architecture",
+                                 help="mlp: gated dense layers; conv: the paper's gated convolutional "
+                                      "encoder and decoder (convHVAE with the hvae model), several times "
+                                      "slower on a CPU")
+    pixel_model = two.selectbox("Pixel model", list(PIXEL_MODELS), key="train-pixel-model",
+                                help="independent: p(x|z) factorises over the pixels; pixelcnn: an "
+                                     "autoregressive PixelCNN over p(x|z) (PixelHVAE with hvae and conv): "
+                                     "its samples take a pass per pixel")
     one, two, three = st.columns(3)
     epochs = one.number_input("Epochs", 1, 10000, 40, key="train-epochs")
     warmup = two.number_input("KL warm-up (epochs)", 0, 10000, 10, key="train-warmup",
@@ -98,7 +109,8 @@ with new_run.form("train-form"):
 
 if submitted:
     try:  # messages go under the form, where the eye is
-        config = train_form.make_model_config(dataset, model, prior, int(components), int(latent), int(hidden))
+        config = train_form.make_model_config(dataset, model, prior, int(components), int(latent), int(hidden),
+                                              architecture, pixel_model)
         out = root / train_form.check_folder_name(name) if name.strip() else train_form.unique_folder(root, train_form.run_name(config))
         start(config, TrainConfig(epochs=int(epochs), warmup=int(warmup), device=train_device,
                                   snapshot_every=int(every)), out)

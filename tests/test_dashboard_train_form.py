@@ -22,6 +22,8 @@ def test_page_helpers():
     config = tiny()
     assert train_form.run_name(config) == "digits-vae-vampprior-K10-z2"
     assert train_form.run_name(tiny("standard")) == "digits-vae-standard-z2"
+    pixel = train_form.make_model_config("digits", "hvae", "standard", 10, 2, 16, "conv", "pixelcnn")
+    assert train_form.run_name(pixel) == "digits-hvae-standard-z2-conv-pixelcnn"
     assert train_form.check_folder_name(" my-run_1.5 ") == "my-run_1.5"
     for bad in ("", "../x", "a/b", ".hidden", "x" * 101, "/abs"):
         with pytest.raises(ValueError, match="plain folder name"):

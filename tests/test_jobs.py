@@ -15,6 +15,7 @@ import torch
 
 from dashboard import jobs, train_form
 from vae_core import checkpoint as ckpt
+from vae_core import snapshots
 from vae_core.errors import CheckpointError
 from vae_core.locking import LOCK_FILE, FolderLocked
 from vae_core.snapshots import (
@@ -217,10 +218,24 @@ def test_snapshots_round_trip_with_fixed_noise(build, tmp_path, model, prior, he
         assert shot.heads is None
     else:
         assert getattr(shot, heads).shape == (5, 1, 8, 8) and shot.heads is getattr(shot, heads)
+        assert shot.components == 5
     again = load_snapshot(save_snapshot(tmp_path, 6, net, num_samples=12))
     np.testing.assert_array_equal(again.samples, shot.samples)  # same weights, same noise: same images
     other_seed = load_snapshot(save_snapshot(tmp_path, 7, net, num_samples=12, seed=1))
     assert not np.array_equal(other_seed.samples, shot.samples)
+
+
+@pytest.mark.parametrize("prior,heads", [("mog", "decoded_means"), ("vampprior", "pseudo_inputs")])
+def test_an_autoregressive_snapshot_draws_a_few_images(build, tmp_path, prior, heads, monkeypatch):
+    """A PixelCNN decodes an image in a pass per pixel: a snapshot takes AUTOREGRESSIVE_IMAGES
+    samples and decodes as many mixture means (the first of K); pseudo-inputs are all kept."""
+    monkeypatch.setattr(snapshots, "AUTOREGRESSIVE_IMAGES", 3)
+    net = build(model="hvae", prior=prior, architecture="conv", pixel_model="pixelcnn", components=7)
+    shot = load_snapshot(save_snapshot(tmp_path, 1, net))
+    assert shot.samples.shape == (3, 1, 8, 8) and shot.components == 7
+    assert len(getattr(shot, heads)) == (3 if heads == "decoded_means" else 7)
+    plain = load_snapshot(save_snapshot(tmp_path, 2, build(prior=prior, components=7)))
+    assert len(plain.samples) == snapshots.SAMPLES and len(plain.heads) == 7
 
 
 def test_list_snapshots_sorts_and_ignores_other_files(build, tmp_path):

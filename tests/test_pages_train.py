@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,31 @@ def test_train_page_starts_a_job_that_writes_a_checkpoint_then_replays_it(runs):
     assert charts(at)[-1]["layout"]["shapes"][0]["x0"] == 1  # and ends back at the chosen epoch
 
 
+def test_train_page_trains_a_pixelhvae(runs):
+    """Networks and pixel model are the form's too: a conv HVAE with a PixelCNN decoder (PixelHVAE)."""
+    at = open_page("train")
+    fill_form(at, "", epochs=1)
+    at.selectbox(key="train-model").set_value("hvae")
+    at.selectbox(key="train-architecture").set_value("conv")
+    at.selectbox(key="train-pixel-model").set_value("pixelcnn")
+    submit(at)
+    out = runs / "digits-hvae-vampprior-K10-z2-conv-pixelcnn"  # the default name says what it is
+    deadline = time.monotonic() + TIMEOUT
+    while jobs.REGISTRY.status(out).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert jobs.REGISTRY.status(out).state == "evaluating"  # S = 5000 on a PixelHVAE: skipped here
+    at.run()
+    at.button(key="stop-job").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    status = jobs.REGISTRY.wait(out, TIMEOUT)
+    assert status.state == "finished", status.error
+    assert not (out / ckpt.METRICS_FILE).exists()
+    config = ckpt.read_config(out)[0]
+    assert (config.model, config.architecture, config.pixel_model) == ("hvae", "conv", "pixelcnn")
+    assert ckpt.load(out).likelihood.autoregressive
+    assert len(list_snapshots(out)) == 1
+
+
 def test_a_second_tab_sees_the_running_job_and_cannot_start_a_duplicate(runs, digits):
     out, done = runs / "busy", runs / "done"
     config = train_form.make_model_config("digits", "vae", "vampprior", 10, 2, 16)
@@ -152,6 +178,8 @@ def test_replay_figures():
     plain = Snapshot(3, images)
     assert replay.heads_title(plain) is None and replay.heads_grid(plain) is None
     assert replay.heads_title(Snapshot(3, images, decoded_means=images[:4])) == "the 4 mixture means, decoded"
+    few = Snapshot(3, images, decoded_means=images[:4], components=50)  # a PixelCNN decodes only a few
+    assert replay.heads_title(few) == "the first 4 of the 50 mixture means, decoded"
 
 
 def test_replay_page_with_a_standard_prior_explains_the_missing_components(runs, digits):

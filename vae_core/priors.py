@@ -82,9 +82,10 @@ class MixturePrior(Prior):
         assert 0 <= k < len(means), f"component {k} out of range 0..{len(means) - 1}"
         return reparameterize(means[k].expand(n, -1), logvars[k].expand(n, -1))
 
-    def component_images(self, decode) -> torch.Tensor:
-        """One image per component, (K, C, H, W): `decode` (the model's) applied to the means."""
-        return decode(self.components()[0])
+    def component_images(self, decode, max_decoded: int | None = None) -> torch.Tensor:
+        """One image per component, (K, C, H, W): `decode` (the model's) applied to the means; only
+        the first `max_decoded` components when given (decoding may take a pass per pixel)."""
+        return decode(self.components()[0][:max_decoded])
 
     def frozen(self) -> MixturePrior:
         with torch.no_grad():
@@ -111,8 +112,8 @@ class PseudoInputPrior(MixturePrior):
         model; None where a prior cannot say (then callers build the model and ask it)."""
         return None
 
-    def component_images(self, decode=None) -> torch.Tensor:
-        """The pseudo-inputs themselves: they already are images."""
+    def component_images(self, decode=None, max_decoded: int | None = None) -> torch.Tensor:
+        """The pseudo-inputs themselves, all K: they already are images (nothing is decoded)."""
         return self.pseudo_inputs
 
 

@@ -7,7 +7,9 @@ and standard-normal draws at every epoch, so two epochs differ only by what the 
 and the prior's "heads": the pseudo-inputs of a VampPrior, or the decoded means of a mixture of
 Gaussians (a standard normal prior has neither). Images are stored as float16 in [0, 1], enough for
 display at a quarter of float64's size. Writing never touches the global RNG, so a run with
-snapshots trains exactly like one without.
+snapshots trains exactly like one without. Where each image takes a pass per pixel (a PixelCNN
+p(x|z)), a snapshot holds AUTOREGRESSIVE_IMAGES samples and decoded means (the first ones of K),
+so that it costs less than an epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .errors import CheckpointError
 from .priors import MixturePrior
 
 SNAPSHOT_DIR = "snapshots"
+SAMPLES = 64
+AUTOREGRESSIVE_IMAGES = 16  # samples and decoded mixture means of an autoregressive p(x|z)
 _NAME = re.compile(r"^epoch-(\d+)\.safetensors$")
 
 
@@ -33,7 +37,8 @@ class Snapshot:
     epoch: int
     samples: np.ndarray  # (n, C, H, W) float32 in [0, 1], decoded from the fixed noise
     pseudo_inputs: np.ndarray | None = None  # (K, C, H, W): a VampPrior's u_k
-    decoded_means: np.ndarray | None = None  # (K, C, H, W): a mixture prior's means, decoded
+    decoded_means: np.ndarray | None = None  # (K, C, H, W): a mixture prior's means, decoded (maybe the first few)
+    components: int | None = None  # K of the prior, where it has components
 
     @property
     def heads(self) -> np.ndarray | None:
@@ -68,19 +73,25 @@ def fixed_latents(model: nn.Module, num_samples: int, seed: int) -> torch.Tensor
 
 
 @torch.no_grad()
-def save_snapshot(out: str | Path, epoch: int, model: nn.Module, num_samples: int = 64, seed: int = 0) -> Path:
-    """Write `out/snapshots/epoch-NNNN.safetensors` atomically; returns its path."""
+@torch.no_grad()
+def save_snapshot(out: str | Path, epoch: int, model: nn.Module, num_samples: int | None = None,
+                  seed: int = 0) -> Path:
+    """Write `out/snapshots/epoch-NNNN.safetensors` atomically; returns its path. `num_samples`:
+    SAMPLES by default, AUTOREGRESSIVE_IMAGES for an autoregressive p(x|z)."""
+    autoregressive = model.likelihood.autoregressive
+    few = AUTOREGRESSIVE_IMAGES if autoregressive else None
     was_training = model.training
     model.eval()
     try:
-        tensors = {"samples": model.decode(fixed_latents(model, num_samples, seed))}
+        tensors = {"samples": model.decode(fixed_latents(model, num_samples or few or SAMPLES, seed))}
         prior = model.prior
         if isinstance(prior, MixturePrior):
             name = "pseudo_inputs" if prior.images_are_inputs else "decoded_means"
-            tensors[name] = prior.component_images(model.decode)
+            tensors[name] = prior.component_images(model.decode, max_decoded=few)
+            tensors["components"] = torch.tensor(prior.num_components, dtype=torch.int64)
     finally:
         model.train(was_training)
-    tensors = {name: t.to(torch.float16) for name, t in tensors.items()}
+    tensors = {name: t.to(torch.float16) if t.is_floating_point() else t for name, t in tensors.items()}
     tensors["epoch"] = torch.tensor(epoch, dtype=torch.int64)
     path = snapshot_path(out, epoch)
     save_tensors(path, tensors)
@@ -105,4 +116,6 @@ def load_snapshot(path: str | Path) -> Snapshot:
     def image(name: str) -> np.ndarray | None:
         return tensors[name].float().numpy() if name in tensors else None
 
-    return Snapshot(int(tensors["epoch"]), image("samples"), image("pseudo_inputs"), image("decoded_means"))
+    components = int(tensors["components"]) if "components" in tensors and tensors["components"].numel() == 1 else None
+    return Snapshot(int(tensors["epoch"]), image("samples"), image("pseudo_inputs"), image("decoded_means"),
+                    components)
