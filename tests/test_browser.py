@@ -1,6 +1,6 @@
 """A real browser against a real server: every page renders without an exception box.
 
-Starts `streamlit run dashboard/app.py` on a free loopback port, drives Debian's Chromium with
+Starts `streamlit run dashboard/server.py` (what `vampviz dashboard` runs) on a free loopback port, drives Debian's Chromium with
 Playwright (never `playwright install`), and saves a screenshot of each page under
 test-artifacts/screenshots/ for a person to look at.
 """
@@ -52,7 +52,7 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", "dashboard/server.py", "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

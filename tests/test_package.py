@@ -19,7 +19,7 @@ from vae_core import cli
 
 def test_dashboard_command_runs_the_app_with_the_extra_folder(tmp_path):
     command = cli.dashboard_command(tmp_path, port=8600)
-    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(ROOT / "dashboard" / "app.py")
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(ROOT / "dashboard" / "server.py")
     assert command[-2:] == ["--checkpoints", str(tmp_path.resolve())] and "8600" in command
 
 
@@ -61,7 +61,8 @@ def test_the_wheel_holds_the_library_the_app_its_pages_and_the_command(tmp_path)
                     str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("vampviz-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"vae_core/cli.py", "vae_core/data/registry.py", "dashboard/app.py", "pages/models.py"} <= names
+    assert {"vae_core/cli.py", "vae_core/data/registry.py", "dashboard/app.py", "dashboard/server.py", "dashboard/warmup.py",
+            "pages/models.py"} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "vampviz = vae_core.cli:console" in zipfile.ZipFile(wheel).read(entry_points).decode()
     requires = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()

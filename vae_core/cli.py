@@ -328,7 +328,8 @@ def _compact(args) -> None:
     print(f"{args.checkpoint}: weights {sizes['before']:,} -> {sizes['after']:,} bytes; resume state removed")
 
 
-DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+# the app behind a server that warms its first page's imports while the browser loads (dashboard/server.py)
+DASHBOARD_APP = Path(__file__).resolve().parent.parent / "dashboard" / "server.py"
 
 
 def dashboard_command(checkpoints: Path | None = None, port: int | None = None, headless: bool = False) -> list[str]:
