@@ -73,7 +73,6 @@ def fixed_latents(model: nn.Module, num_samples: int, seed: int) -> torch.Tensor
 
 
 @torch.no_grad()
-@torch.no_grad()
 def save_snapshot(out: str | Path, epoch: int, model: nn.Module, num_samples: int | None = None,
                   seed: int = 0) -> Path:
     """Write `out/snapshots/epoch-NNNN.safetensors` atomically; returns its path. `num_samples`:
