@@ -191,7 +191,31 @@ def _fmt(value: float) -> str:
 def claim_notes(frame: pd.DataFrame, binary_pixels: bool = True) -> list[str]:
     """Sentences saying, metric by metric, whether this table shows the paper's claim (or not, and why).
 
-    The samples' entropy is read as sharpness only for binary pixels (see `scored_columns`)."""
+    The claim is about the prior, so priors are compared on the same model only: where the table
+    holds several (a VAE and an HVAE, other latent sizes), each model's checkpoints get their own
+    notes under a heading, and a model without a VampPrior among them is named as left out. The
+    samples' entropy is read as sharpness only for binary pixels (see `scored_columns`)."""
+    groups = [group for _, group in frame.groupby(["model", "latent"], sort=False)]
+    if len(groups) == 1:
+        return _prior_notes(frame, binary_pixels)
+    with_vamp = [g for g in groups if (g["family"] == VAMPPRIOR).any()]
+    if not with_vamp:
+        return _prior_notes(frame, binary_pixels)  # says that no VampPrior was chosen
+    notes = []
+    for group in groups:
+        title = f"{group['model'].iloc[0]} · {group['latent'].iloc[0]}"
+        names = ", ".join(f"`{name}`" for name in group["checkpoint"])
+        if not (group["family"] == VAMPPRIOR).any():
+            notes.append(f"ℹ️ **{title}** ({names}): no VampPrior of this model is chosen, so the notes leave it "
+                         "out (they compare priors on the same model only); its figures are in the table.")
+            continue
+        notes.append(f"**{title}** ({names}):")
+        notes += _prior_notes(group, binary_pixels)
+    return notes
+
+
+def _prior_notes(frame: pd.DataFrame, binary_pixels: bool) -> list[str]:
+    """claim_notes for checkpoints of one model that differ in their prior."""
     vamp = frame[frame["family"] == VAMPPRIOR]
     standard = frame[frame["family"] == STANDARD]
     if vamp.empty:

@@ -123,6 +123,27 @@ def test_claim_notes_say_what_shows_and_what_does_not(four):
                                      ("m", "mog", metrics(-1.0, -1.0, 1.0, {"z": 1}, 0.1))))[0].startswith("ℹ️")
 
 
+def test_claim_notes_compare_priors_on_the_same_model_only():
+    """A VAE pair beside an HVAE with the standard prior alone: the notes speak of the VAE pair (the
+    HVAE's 63 units or its LL are not set against the VAE's VampPrior) and name the HVAE as left out."""
+    rows = [compare.metrics_row("vae-standard", tiny_config(prior="standard"), metrics(-89.6, -96.0, 29.4, {"z": 39}, 22.0)),
+            compare.metrics_row("vae-vamp", tiny_config(prior="vampprior"), metrics(-86.3, -91.8, 27.9, {"z": 40}, 20.3)),
+            compare.metrics_row("hvae-standard", tiny_config(model="hvae", prior="standard"),
+                                metrics(-86.4, -92.8, 29.4, {"z1": 38, "z2": 25}, 9.7))]
+    notes = compare.claim_notes(compare.comparison_table(rows))
+    assert notes[0].startswith("**VAE · z=3** (`vae-standard`, `vae-vamp`)")
+    assert "3.30 nats above the standard prior (−89.60)" in notes[1]
+    assert "keeps 40 units active, the standard prior 39" in notes[2]
+    assert notes[-1].startswith("ℹ️ **HVAE · z1=2 / z2=3** (`hvae-standard`)") and "same model only" in notes[-1]
+    assert not any("63" in note or "9.7" in note for note in notes)
+    paired = rows + [compare.metrics_row("hvae-vamp", tiny_config(model="hvae", prior="vampprior"),
+                                         metrics(-84.4, -90.0, 28.0, {"z1": 40, "z2": 30}, 8.0))]
+    notes = compare.claim_notes(compare.comparison_table(paired))
+    heading = notes.index("**HVAE · z1=2 / z2=3** (`hvae-standard`, `hvae-vamp`):")
+    assert "2.00 nats above the standard prior (−86.40)" in notes[heading + 1]
+    assert "keeps 70 units active, the standard prior 63" in notes[heading + 2]
+
+
 def test_short_names_drop_the_common_prefix():
     assert compare.short_names(["digits-vae-standard", "digits-vae-vampprior", "digits-vae-vampprior-data"]) == [
         "standard", "vampprior", "vampprior-data"]
