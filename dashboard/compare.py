@@ -198,8 +198,7 @@ def claim_notes(frame: pd.DataFrame, binary_pixels: bool = True) -> list[str]:
     groups = [group for _, group in frame.groupby(["model", "latent"], sort=False)]
     if len(groups) == 1:
         return _prior_notes(frame, binary_pixels)
-    with_vamp = [g for g in groups if (g["family"] == VAMPPRIOR).any()]
-    if not with_vamp:
+    if not (frame["family"] == VAMPPRIOR).any():
         return _prior_notes(frame, binary_pixels)  # says that no VampPrior was chosen
     notes = []
     for group in groups:
