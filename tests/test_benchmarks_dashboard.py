@@ -13,7 +13,7 @@ def test_targets_say_which_were_met_and_name_the_slowest_page():
     apptest = {"first": 9.0, "switches": {"latent_space": {"first visit": 2.5, "revisit": 0.3},
                                           "samples": {"first visit": 0.8, "revisit": 1.4}}}
     lines = targets(server, apptest).splitlines()[2:]
-    assert lines == ["- met: first page rendered ≤ 5 s after the server is ready: 4.20 s",
+    assert lines == ["- met: first page drawn ≤ 5 s after the server is ready: 4.20 s",
                      "- **missed**: page switch with the model loaded (revisit) < 1 s: slowest samples, 1.40 s",
                      "- **missed**: Latent space with its shipped UMAP, first visit < 2 s: 2.50 s"]
 
@@ -21,7 +21,7 @@ def test_targets_say_which_were_met_and_name_the_slowest_page():
 def test_without_a_browser_the_first_page_is_the_apptest_run():
     apptest = {"first": 3.0, "switches": {"samples": {"first visit": 0.5, "revisit": 0.2}}}
     assert targets({"health": 1.0}, apptest).splitlines()[2] == (
-        "- met: first page rendered ≤ 5 s after the server is ready: 3.00 s")
+        "- met: first page drawn ≤ 5 s after the server is ready: 3.00 s")
 
 
 def test_a_run_is_recorded_in_results_json_beside_the_other_records(tmp_path, monkeypatch):
@@ -53,3 +53,13 @@ def test_launches_alternate_and_report_medians(monkeypatch):
     assert calls == ["dashboard/server.py", "dashboard/app.py"] * 3
     assert launches["server.py"]["browser_first_page"] == 5.0 and launches["app.py"]["browser_first_page"] == 9.0
     assert len(launches["app.py"]["runs"]) == 3
+
+
+def test_medians_keep_only_what_every_run_measured():
+    runs = [{"health": 1.0, "browser_first_page": 6.0, "browser_reload": 2.0},
+            {"health": 3.0, "browser_first_page": 4.0}]  # its reload was not measured
+    found = dashboard_speed.medians(runs)
+    assert found == {"health": 2.0, "browser_first_page": 5.0, "runs": runs}
+    assert dashboard_speed.runs_of(found, "browser_first_page") == "median of 6.00, 4.00"
+    assert dashboard_speed.runs_of(dashboard_speed.medians(runs[:1]), "health") == "one run"
+
