@@ -126,9 +126,11 @@ def child(code: str, args: list[str], env: dict) -> dict:
 LAUNCHES = {"server.py": "dashboard/server.py", "app.py": "dashboard/app.py"}  # what `vampviz dashboard` runs first
 
 
-def server_timings(env: dict, script: str, cwd: Path = ROOT) -> dict:
+def server_timings(env: dict, script: str, cwd: Path = ROOT, switches: list[tuple[str, str, str]] = ()) -> dict:
     """Start a server on `script`; time its health check and (with Chromium) the first page in a
-    fresh browser: its script finished, the page drawn, and drawn again after a reload."""
+    fresh browser: its script finished, the page drawn, and drawn again after a reload; then, for
+    each of `switches` ((page, its link in the sidebar, its title) as `page_titles` gives them), a
+    click on its link until it is drawn, first visit and revisit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
@@ -165,11 +167,30 @@ def server_timings(env: dict, script: str, cwd: Path = ROOT) -> dict:
                 page.wait_for_selector(IDLE, timeout=300_000)
                 page.wait_for_function(DRAWN, timeout=300_000, polling=50)
                 result["browser_reload"] = time.perf_counter() - t
+                if switches:
+                    result["browser_switches"] = browser_switches(page, switches)
                 browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
     return result
+
+
+SHOWS_TITLE = "title => [...document.querySelectorAll('h1')].some(h => h.textContent.includes(title))"
+
+
+def browser_switches(page, switches: list[tuple[str, str, str]]) -> dict[str, dict[str, float]]:
+    """{page: {"first visit": s, "revisit": s}}: each sidebar link clicked in turn, twice round,
+    timed until the page shows its title and is drawn."""
+    found: dict[str, dict[str, float]] = {}
+    for visit in ("first visit", "revisit"):
+        for name, link, title in switches:
+            t = time.perf_counter()
+            page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+            page.wait_for_function(SHOWS_TITLE, arg=title, timeout=300_000, polling=50)
+            page.wait_for_function(DRAWN, timeout=300_000, polling=50)
+            found.setdefault(name, {})[visit] = time.perf_counter() - t
+    return found
 
 
 def bare_page_timings(env: dict, repeats: int) -> dict:
@@ -185,15 +206,17 @@ BROWSER_KEYS = ("health", "browser_script_done", "browser_first_page", "browser_
 def medians(timings: list[dict]) -> dict:
     """{key: median over `timings`} for each key every run measured, and the runs themselves."""
     found = {key: statistics.median(t[key] for t in timings) for key in BROWSER_KEYS if all(key in t for t in timings)}
-    return found | {"runs": timings}
+    switches = next((t["browser_switches"] for t in timings if "browser_switches" in t), None)
+    return found | ({"browser_switches": switches} if switches else {}) | {"runs": timings}
 
 
-def launch_timings(env: dict, repeats: int) -> dict[str, dict]:
-    """server_timings of each of LAUNCHES, alternately `repeats` times: {name: medians | {"runs": [...]}}."""
+def launch_timings(env: dict, repeats: int, switches: list[tuple[str, str, str]] = ()) -> dict[str, dict]:
+    """server_timings of each of LAUNCHES, alternately `repeats` times: {name: medians | {"runs": [...]}};
+    the first launch of server.py also times `switches` in the browser."""
     runs: dict[str, list[dict]] = {name: [] for name in LAUNCHES}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for name, script in LAUNCHES.items():
-            runs[name].append(server_timings(env, script))
+            runs[name].append(server_timings(env, script, switches=switches if (repeat, name) == (0, "server.py") else ()))
     return {name: medians(timings) for name, timings in runs.items()}
 
 
@@ -214,6 +237,16 @@ def umap_timings(env: dict, checkpoint: str) -> dict:
 def pages() -> list[str]:
     """The pages app.py registers, in its order (the first is the default page)."""
     return re.findall(r'st\.Page\("\.\./pages/(\w+)\.py"', (ROOT / "dashboard" / "app.py").read_text())
+
+
+def page_titles() -> list[tuple[str, str, str]]:
+    """(page, its link text in the sidebar, the title its script writes) of each page app.py registers."""
+    found = []
+    for name, link in re.findall(r'st\.Page\("\.\./pages/(\w+)\.py", title="([^"]+)"',
+                                 (ROOT / "dashboard" / "app.py").read_text()):
+        title = re.search(r'st\.title\("([^"]+)"\)', (ROOT / "pages" / f"{name}.py").read_text())
+        found.append((name, link, title.group(1) if title else link))
+    return found
 
 
 BROWSER_ROWS = (("browser_script_done", "script finished"), ("browser_first_page", "drawn"),
@@ -241,16 +274,18 @@ def table(rows: list[tuple[str, str]]) -> str:
 
 def target_checks(server: dict, apptest: dict) -> list[tuple[str, bool]]:
     """The dashboard's speed targets, each with what this run measured and whether it met it."""
-    switches = apptest["switches"]
+    where = "in Chromium" if "browser_switches" in server else "AppTest"
+    switches = server.get("browser_switches", apptest["switches"])  # the browser's, which include drawing
     revisits = {page: t["revisit"] for page, t in switches.items()}
     slowest = max(revisits, key=revisits.get)
     first = server.get("browser_first_page", apptest["first"])
     checks = [(f"first page drawn ≤ 5 s after the server is ready: {first:.2f} s", first <= 5),
-              (f"page switch with the model loaded (revisit) < 1 s: slowest {slowest}, {revisits[slowest]:.2f} s",
-               revisits[slowest] < 1)]
+              (f"page switch with the model loaded (revisit, {where}) < 1 s: slowest {slowest}, "
+               f"{revisits[slowest]:.2f} s", revisits[slowest] < 1)]
     if "latent_space" in switches:
         latent = switches["latent_space"]["first visit"]
-        checks.append((f"Latent space with its shipped UMAP, first visit < 2 s: {latent:.2f} s", latent < 2))
+        checks.append((f"Latent space with its shipped UMAP, first visit ({where}) < 2 s: {latent:.2f} s",
+                       latent < 2))
     return checks
 
 
@@ -281,7 +316,7 @@ def main() -> None:
                         help="let the app read $VAMPVIZ_DATA_DIR (default: an empty one, as on a fresh clone)")
     parser.add_argument("--no-umap", action="store_true", help="skip the (slow) UMAP measurements")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
-    parser.add_argument("--repeats", type=int, default=2, help="browser launches of each script (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="browser launches of each script (default 3)")
     args = parser.parse_args()
     checkpoint = str(Path(args.checkpoint).resolve())
     with tempfile.TemporaryDirectory() as cache:
@@ -290,7 +325,8 @@ def main() -> None:
             (Path(cache) / "no-datasets").mkdir()
             env["VAMPVIZ_DATA_DIR"] = str(Path(cache) / "no-datasets")
         print("server start and first page, server.py and app.py in turn…", flush=True)
-        launches = launch_timings(env, max(1, args.repeats))
+        titles = page_titles()
+        launches = launch_timings(env, max(1, args.repeats), titles[1:] + titles[:1])
         server = launches["server.py"]
         print("a bare Streamlit page with one Plotly chart…", flush=True)
         bare = bare_page_timings(env, max(1, args.repeats))
@@ -314,9 +350,10 @@ def main() -> None:
         ratio = launches["app.py"]["browser_first_page"] / launches["server.py"]["browser_first_page"]
         rows.append(("first page: app.py's time / server.py's (this run)", f"{ratio:.2f}x"))
     rows.append(("first page, AppTest in a fresh process (imports + cold caches)", f"{apptest['first']:.2f}"))
-    for page, times in apptest["switches"].items():
-        rows.append((f"switch to {page}: first visit / revisit",
-                     f"{times['first visit']:.2f} / {times['revisit']:.2f}"))
+    for where, switches in (("in Chromium, until drawn", server.get("browser_switches", {})),
+                            ("with AppTest, script only", apptest["switches"])):
+        rows += [(f"switch to {page} {where}: first visit / revisit",
+                  f"{times['first visit']:.2f} / {times['revisit']:.2f}") for page, times in switches.items()]
     if umap:
         rows += [
             ("UMAP projection, nothing cached (numba compiles)", f"{umap['cold']['projection']:.2f}"),

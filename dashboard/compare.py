@@ -29,7 +29,7 @@ from vae_core.priors import PRIORS, PseudoInputPrior, StandardNormalPrior
 from vae_core.seeding import seeded
 
 from .catalog import model_title
-from .latent_map import label_colours
+from .latent_map import label_colours, scatter_trace
 
 MAX_MODELS = 4
 LL, ELBO, KL, ACTIVE, AGG_KL = "test LL", "ELBO", "KL", "active units", "KL(q(z)‖p(z))"
@@ -313,12 +313,13 @@ def latent_maps_figure(maps: dict[str, dict[str, np.ndarray]], labels=None,
     colours = label_colours(labels)
     limits = shared_limits([a for m in maps.values() for a in (m["points"], m.get("components"))])
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=short_names(names), horizontal_spacing=0.04)
+    scatter = scatter_trace(sum(len(a) for m in maps.values() for a in (m["points"], m.get("components")) if a is not None))
     for col, name in enumerate(names, start=1):
         coords = np.asarray(maps[name]["points"])
         for label, colour in colours.items():
             index = np.flatnonzero(labels == label)
             legend = "test images" if label == -1 else f"label {label}"
-            fig.add_trace(go.Scatter(
+            fig.add_trace(scatter(
                 x=coords[index, 0].tolist(), y=coords[index, 1].tolist(), mode="markers", name=legend,
                 legendgroup=legend, showlegend=col == 1, marker=dict(color=colour, size=5, opacity=0.8),
                 customdata=index.tolist(),
@@ -326,7 +327,7 @@ def latent_maps_figure(maps: dict[str, dict[str, np.ndarray]], labels=None,
         components = maps[name].get("components")
         if components is not None and len(components):
             components = np.asarray(components)
-            fig.add_trace(go.Scatter(
+            fig.add_trace(scatter(
                 x=components[:, 0].tolist(), y=components[:, 1].tolist(), mode="markers", name=components_name,
                 legendgroup="components", showlegend=not any(t.legendgroup == "components" for t in fig.data),
                 marker=dict(symbol="x-thin", size=7, color="black", line=dict(width=1.5, color="black")),

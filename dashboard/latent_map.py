@@ -14,6 +14,14 @@ from vae_core.priors import MixturePrior
 from . import gallery
 
 PRIOR_COLOUR = "#7F7F7F"
+# Above this many points a figure draws its markers with WebGL (Plotly Express's own threshold): as
+# SVG every marker is a page element, and 10,000 of them take the browser seconds to lay out.
+WEBGL_POINTS = 1000
+
+
+def scatter_trace(points: int) -> type:
+    """go.Scattergl for a figure of more than WEBGL_POINTS markers, else go.Scatter."""
+    return go.Scattergl if points > WEBGL_POINTS else go.Scatter
 
 
 def label_colours(labels) -> dict:
@@ -54,7 +62,7 @@ def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.n
     labels = np.asarray(labels) if labels is not None else np.full(n, -1)
     colours = label_colours(labels)
     thumbs = [text_thumbnail(im) for im in hover_images] if hover_images is not None else None
-    scatter = go.Scattergl if n > 3000 else go.Scatter
+    scatter = scatter_trace(n + sum(len(a) for a in (components, prior_samples) if a is not None))
     fig = go.Figure()
     if prior_samples is not None and len(prior_samples):
         fig.add_trace(scatter(x=prior_samples[:, 0], y=prior_samples[:, 1], mode="markers",

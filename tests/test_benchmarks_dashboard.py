@@ -14,8 +14,18 @@ def test_targets_say_which_were_met_and_name_the_slowest_page():
                                           "samples": {"first visit": 0.8, "revisit": 1.4}}}
     lines = targets(server, apptest).splitlines()[2:]
     assert lines == ["- met: first page drawn ≤ 5 s after the server is ready: 4.20 s",
-                     "- **missed**: page switch with the model loaded (revisit) < 1 s: slowest samples, 1.40 s",
-                     "- **missed**: Latent space with its shipped UMAP, first visit < 2 s: 2.50 s"]
+                     "- **missed**: page switch with the model loaded (revisit, AppTest) < 1 s: slowest samples, 1.40 s",
+                     "- **missed**: Latent space with its shipped UMAP, first visit (AppTest) < 2 s: 2.50 s"]
+
+
+def test_the_browsers_page_switches_are_judged_when_measured():
+    server = {"browser_first_page": 6.0, "browser_switches": {"latent_space": {"first visit": 1.5, "revisit": 1.2}}}
+    apptest = {"first": 9.0, "switches": {"latent_space": {"first visit": 0.5, "revisit": 0.1}}}
+    lines = targets(server, apptest).splitlines()[2:]
+    assert lines == ["- **missed**: first page drawn ≤ 5 s after the server is ready: 6.00 s",
+                     "- **missed**: page switch with the model loaded (revisit, in Chromium) < 1 s: slowest "
+                     "latent_space, 1.20 s",
+                     "- met: Latent space with its shipped UMAP, first visit (in Chromium) < 2 s: 1.50 s"]
 
 
 def test_without_a_browser_the_first_page_is_the_apptest_run():
@@ -44,13 +54,17 @@ def test_launches_alternate_and_report_medians(monkeypatch):
     calls = []
     times = iter([5.0, 9.0, 4.0, 8.0, 6.0, 10.0])
 
-    def fake(env, script):
-        calls.append(script)
-        return {"health": 1.0, "browser_first_page": next(times)}
+    def fake(env, script, switches=()):
+        calls.append((script, bool(switches)))
+        return {"health": 1.0, "browser_first_page": next(times)} | (
+            {"browser_switches": {"samples": {"first visit": 1.0, "revisit": 0.5}}} if switches else {})
 
     monkeypatch.setattr(dashboard_speed, "server_timings", fake)
-    launches = dashboard_speed.launch_timings({}, repeats=3)
-    assert calls == ["dashboard/server.py", "dashboard/app.py"] * 3
+    launches = dashboard_speed.launch_timings({}, repeats=3, switches=[("samples", "Samples", "Samples")])
+    # server.py and app.py in turn; only server.py's first launch clicks through the pages
+    assert calls == [("dashboard/server.py", True), ("dashboard/app.py", False)] + [
+        ("dashboard/server.py", False), ("dashboard/app.py", False)] * 2
+    assert launches["server.py"]["browser_switches"] == {"samples": {"first visit": 1.0, "revisit": 0.5}}
     assert launches["server.py"]["browser_first_page"] == 5.0 and launches["app.py"]["browser_first_page"] == 9.0
     assert len(launches["app.py"]["runs"]) == 3
 

@@ -118,3 +118,38 @@ def check_page(server: str, browser, page_path: str, checkpoint: str | None = No
         explained = checkpoint and page.locator('[data-testid="stAlertContentInfo"]').count() > 0
         assert page.locator(FIGURES).count() > 0 or explained, f"{where} shows no image or chart"
     page.close()
+
+
+# The pixel position of the test point farthest from every other marker of the latent map (so that
+# a click there hits it and nothing else), with the test image it stands for.
+ISOLATED_TEST_POINT = """() => {
+    const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+    const layout = gd._fullLayout, box = gd.getBoundingClientRect();
+    const pixel = (x, y) => [box.left + layout.xaxis._offset + layout.xaxis.l2p(x),
+                             box.top + layout.yaxis._offset + layout.yaxis.l2p(y)];
+    const markers = [];
+    gd._fullData.filter(t => t.visible === true).forEach(t => t.x.forEach((x, i) => markers.push(
+        {at: pixel(x, t.y[i]), test: t.name.startsWith('label') || t.name === 'test images',
+         index: t.customdata ? t.customdata[i][0] : null, type: t.type})));
+    let best = null;
+    for (const m of markers.filter(m => m.test && m.index !== 0)) {
+        const gap = Math.min(...markers.filter(o => o !== m).map(o => Math.hypot(o.at[0] - m.at[0], o.at[1] - m.at[1])));
+        if (!best || gap > best.gap) best = {...m, gap};
+    }
+    return best;
+}"""
+
+
+def test_clicking_a_point_on_the_latent_map_shows_its_image(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/latent_space", timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_function(NO_SKELETON, timeout=60_000)
+    page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot', timeout=60_000)
+    point = page.evaluate(ISOLATED_TEST_POINT)
+    assert point["type"] == "scattergl" and point["gap"] > 3, point  # 3,000 markers: drawn with WebGL
+    page.mouse.click(*point["at"])
+    caption = page.get_by_text(f"test image #{point['index']} · its reconstruction")
+    caption.wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

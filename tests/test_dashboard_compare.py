@@ -169,6 +169,14 @@ def test_latent_maps_share_one_range_and_one_legend():
     assert {t.xaxis for t in fig.data} == {"x", "x2", "x3"}
 
 
+def test_latent_maps_of_many_points_are_drawn_with_webgl():
+    rng = np.random.default_rng(0)
+    two = {name: {"points": rng.normal(size=(400, 2)), "components": rng.normal(size=(100, 2))} for name in "ab"}
+    assert {t.type for t in compare.latent_maps_figure(two).data} == {"scatter"}  # 1,000 markers
+    two["b"]["components"] = rng.normal(size=(101, 2))
+    assert {t.type for t in compare.latent_maps_figure(two).data} == {"scattergl"}
+
+
 def test_shared_limits_cover_all_sets():
     low, high = compare.shared_limits([np.array([[0.0, 1.0]]), None, np.array([[-2.0, 4.0]])])
     assert low < -2.0 and high > 4.0

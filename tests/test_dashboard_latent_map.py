@@ -55,6 +55,16 @@ def test_latent_scatter_without_labels_or_overlays():
     assert [t.name for t in fig.data] == ["test images"]
 
 
+def test_a_map_of_many_points_draws_them_with_webgl():
+    rng = np.random.default_rng(0)
+    small = latent_map.latent_scatter_figure(rng.normal(size=(600, 2)), components=rng.normal(size=(400, 2)))
+    big = latent_map.latent_scatter_figure(rng.normal(size=(600, 2)), components=rng.normal(size=(400, 2)),
+                                           prior_samples=rng.normal(size=(1, 2)))  # 1,001 markers
+    assert {t.type for t in small.data} == {"scatter"}
+    assert {t.type for t in big.data} == {"scattergl"}
+    assert big.data[1].customdata[0] == [0, 0]  # a clicked point still names its test image
+
+
 def test_selected_point_reads_customdata():
     assert latent_map.selected_point(None) is None
     assert latent_map.selected_point({"points": [{"x": 0}]}) is None
