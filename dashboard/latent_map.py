@@ -36,18 +36,26 @@ def label_colours(labels) -> dict:
     return {label: palette[i % len(palette)] for i, label in enumerate(unique)}
 
 
+THUMBNAIL_LEVELS = ["\u00a0", "░", "▒", "▓", "█"]  # dark to light; a no-break space so hovers keep the blanks
+
+
+def text_thumbnails(images: np.ndarray, max_side: int = 14) -> list[str]:
+    """Images (N, C, H, W) in [0, 1] as block characters, rows joined by <br> (for Plotly hovers)."""
+    grey = np.asarray(images, dtype=np.float32).mean(axis=1)
+    step = max(1, math.ceil(max(grey.shape[1:]) / max_side))
+    h, w = grey.shape[1] // step * step, grey.shape[2] // step * step
+    grey = grey[:, :h, :w].reshape(len(grey), h // step, step, w // step, step).mean(axis=(2, 4))
+    cells = np.array([level * 2 for level in THUMBNAIL_LEVELS])  # two characters per cell: square-ish
+    index = np.clip((grey * len(THUMBNAIL_LEVELS)).astype(int), 0, len(THUMBNAIL_LEVELS) - 1)
+    return ["<br>".join(map("".join, rows)) for rows in cells[index].tolist()]
+
+
 def text_thumbnail(image: np.ndarray, max_side: int = 14) -> str:
-    """An image (C, H, W) in [0, 1] as block characters, rows joined by <br> (for Plotly hovers)."""
-    grey = np.asarray(image, dtype=np.float32).mean(axis=0)
-    step = max(1, math.ceil(max(grey.shape) / max_side))
-    h, w = grey.shape[0] // step * step, grey.shape[1] // step * step
-    grey = grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    levels = ["\u00a0", "░", "▒", "▓", "█"]  # a no-break space so the hover keeps the blanks
-    index = np.clip((grey * len(levels)).astype(int), 0, len(levels) - 1)
-    return "<br>".join("".join(levels[i] * 2 for i in row) for row in index)
+    """One image (C, H, W) as `text_thumbnails` writes it."""
+    return text_thumbnails(np.asarray(image)[None], max_side)[0]
 
 
-def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.ndarray | None = None,
+def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_texts: list[str] | None = None,
                           components: np.ndarray | None = None, components_name: str = "pseudo-inputs",
                           prior_samples: np.ndarray | None = None,
                           axis_titles: tuple[str, str] = ("component 1", "component 2"),
@@ -61,7 +69,6 @@ def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.n
     n = len(coords)
     labels = np.asarray(labels) if labels is not None else np.full(n, -1)
     colours = label_colours(labels)
-    thumbs = [text_thumbnail(im) for im in hover_images] if hover_images is not None else None
     scatter = scatter_trace(n + sum(len(a) for a in (components, prior_samples) if a is not None))
     fig = go.Figure()
     if prior_samples is not None and len(prior_samples):
@@ -72,12 +79,12 @@ def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_images: np.n
     for label, colour in colours.items():
         index = np.flatnonzero(labels == label)
         name = "test images" if label == -1 else f"label {label}"
-        extra = "<br>%{text}" if thumbs else ""
+        extra = "<br>%{text}" if hover_texts else ""
         fig.add_trace(scatter(
             x=coords[index, 0], y=coords[index, 1], mode="markers", name=name,
             marker=dict(color=colour, size=6, opacity=0.85),
             customdata=[[int(i), 0] for i in index],  # plain lists: typed arrays come back from the browser as dicts
-            text=[thumbs[i] for i in index] if thumbs else None,
+            text=[hover_texts[i] for i in index] if hover_texts else None,
             hovertemplate=f"{name}<br>test index %{{customdata[0]}}{extra}<extra></extra>"))
     if components is not None and len(components):
         k = np.arange(len(components))

@@ -230,6 +230,16 @@ def one_reconstruction(path, device, x: np.ndarray, what: str, container=None) -
 # Latent maps
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _hover_thumbnails(data: tuple) -> list[str]:
+    return latent_map.text_thumbnails(evaluation_data(data[0]).x_test)
+
+
+def hover_thumbnails(path) -> list[str]:
+    """The checkpoint's evaluation test images as text thumbnails, for the latent map's hovers."""
+    return _hover_thumbnails(data_key(path))
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _projection(path: str, device: str, mtime: float, data: tuple, layer: str, method: str):
     model = load_model(path, device)

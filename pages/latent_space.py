@@ -13,7 +13,7 @@ from dashboard.state import (
     require_data,
     require_entry,
 )
-from dashboard.views import point_images, precomputed, projection
+from dashboard.views import hover_thumbnails, point_images, precomputed, projection
 from vae_core.imaging import image_grid, png_bytes
 
 AXES = {"raw": ("z₁", "z₂"), "PCA": ("PC 1", "PC 2"), "UMAP": ("UMAP 1", "UMAP 2"), "t-SNE": ("t-SNE 1", "t-SNE 2")}
@@ -84,7 +84,7 @@ with st.spinner(f"Fitting {method}…{hint}") if slow else nullcontext():
 n_test = len(data.x_test)
 fig = latent_map.latent_scatter_figure(
     coords["points"], data.y_test,
-    hover_images=data.x_test if n_test <= 2000 else None,  # text thumbnails would bloat big maps
+    hover_texts=hover_thumbnails(path) if n_test <= 2000 else None,  # they would bloat big maps
     components=coords.get("components") if show_components else None,
     components_name=components_name if show_components else "",
     prior_samples=coords.get("prior_samples") if show_prior else None,

@@ -38,7 +38,7 @@ def images(n=40, seed=0):
 def test_latent_scatter_has_one_trace_per_label_plus_overlays():
     rng = np.random.default_rng(0)
     coords, labels = rng.normal(size=(30, 2)), np.repeat([0, 1, 2], 10)
-    fig = latent_map.latent_scatter_figure(coords, labels, hover_images=images(30), components=rng.normal(size=(4, 2)),
+    fig = latent_map.latent_scatter_figure(coords, labels, hover_texts=latent_map.text_thumbnails(images(30)), components=rng.normal(size=(4, 2)),
                                        prior_samples=rng.normal(size=(9, 2)), axis_titles=("PC 1", "PC 2"))
     names = [t.name for t in fig.data]
     assert names == ["prior samples (9)", "label 0", "label 1", "label 2", "pseudo-inputs (4)"]
@@ -79,6 +79,16 @@ def test_text_thumbnail_keeps_the_image_shape():
     rows = latent_map.text_thumbnail(image).split("<br>")
     assert len(rows) == 8 and all(row.startswith("██") for row in rows)
     assert len(latent_map.text_thumbnail(np.zeros((1, 28, 28))).split("<br>")) == 14
+
+
+def test_text_thumbnails_of_a_batch_are_each_images_own():
+    batch = np.zeros((3, 1, 4, 4), np.float32)
+    batch[1] = 1.0
+    batch[2, 0, 0, 0] = 0.5  # one mid-grey cell
+    blank, full, grey = latent_map.text_thumbnails(batch)
+    assert blank == "<br>".join(["\u00a0" * 8] * 4) and full == "<br>".join(["█" * 8] * 4)
+    assert grey.startswith("▒▒\u00a0") and grey.count("▒") == 2  # 0.5 of five levels: the middle one
+    assert latent_map.text_thumbnails(batch[2:]) == [latent_map.text_thumbnail(batch[2])]
 
 
 def test_point_images():
