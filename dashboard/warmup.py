@@ -1,10 +1,10 @@
-"""Imports warmed at server start (dashboard/server.py), so the first page does not wait for them.
+"""Imports warmed at server start (dashboard/server.py), so the first pages do not wait for them.
 
 On a small CPU most of the first page's wait is two things: the browser loading Streamlit's
 frontend, and the page script importing torch and the model library (seconds each). `lifespan`
 starts `warm_imports` in a thread as soon as the server is up, so the two overlap; the page's own
 imports then find the modules loaded (or wait for the thread's import to finish: Python's import
-locks are per module).
+locks are per module). After them it warms what the first model load needs (`warm_model_check`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,27 @@ def warm_imports(modules=WARM_MODULES) -> list[str]:
     return done
 
 
+def warm_model_check() -> None:
+    """Check a tiny model's weights as loading a checkpoint does, on the meta device: the first such
+    build in a process makes torch import sympy, dynamo and more for its random initialisation
+    (2.4 s here), which the first page does not need but the first page that loads a model would."""
+    from vae_core.checkpoint import expected_tensors
+    from vae_core.config import ModelConfig
+
+    expected_tensors(ModelConfig(input_shape=(1, 2, 2), latent_dim=1, hidden=1, components=1))
+
+
+def warm_up() -> None:
+    """The first page's imports, then (if they all worked) the first model check's."""
+    if warm_imports() == list(WARM_MODULES):
+        try:
+            warm_model_check()
+        except Exception:  # noqa: BLE001 - the page that loads a model reports its own errors
+            pass
+
+
 @asynccontextmanager
 async def lifespan(_app):
-    """st.App's lifespan: start the imports in a daemon thread, then serve."""
-    threading.Thread(target=warm_imports, name=THREAD_NAME, daemon=True).start()
+    """st.App's lifespan: start the warm-up in a daemon thread, then serve."""
+    threading.Thread(target=warm_up, name=THREAD_NAME, daemon=True).start()
     yield
