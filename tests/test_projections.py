@@ -41,6 +41,19 @@ def test_pca_shapes_and_transform_of_fitted_points_equals_the_fit(points):
     np.testing.assert_allclose(out["same"], out["points"], atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(120, 6), (2000, 40), (50, 2)])
+def test_pca_is_scikit_learns(shape):
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(1)
+    points = (rng.normal(size=shape) * rng.uniform(0.1, 3.0, size=shape[1])).astype(np.float32)
+    new = rng.normal(size=(9, shape[1])).astype(np.float32)
+    theirs = PCA(n_components=2).fit(points)
+    ours = projections.project(points, "PCA", {"new": new})
+    np.testing.assert_allclose(ours["points"], theirs.transform(points), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(ours["new"], theirs.transform(new), atol=1e-4, rtol=1e-4)
+
+
 def test_raw_needs_two_dims_and_passes_points_through(points):
     two = points[:, :2]
     out = projections.project(two, "raw", {"extra": two[:3]})

@@ -57,6 +57,21 @@ def _pad_to_2d(points: np.ndarray) -> np.ndarray:
     return np.pad(points, ((0, 0), (0, max(0, 2 - points.shape[1]))))
 
 
+def pca_transform(points: np.ndarray, components: int = 2):
+    """The map x -> its coordinates on the first `components` principal axes of `points` (N, D).
+
+    scikit-learn's PCA, written out (importing it costs seconds): the axes are the leading
+    eigenvectors of the covariance, each signed so that its largest loading is positive.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    mean = points.mean(axis=0)
+    centred = points - mean
+    values, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    axes = vectors[:, ::-1][:, :components].T  # (components, D), largest variance first
+    axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]
+    return lambda x: ((np.asarray(x, dtype=np.float64) - mean) @ axes.T).astype(np.float32)
+
+
 def project(points: np.ndarray, method: str, extras: dict[str, np.ndarray] | None = None, seed: int = 0,
             n_neighbors: int = 15, min_dist: float = 0.1, perplexity: float = 30.0) -> dict[str, np.ndarray]:
     """2-D coordinates of `points` ("points") and of each extra set (same names).
@@ -71,10 +86,7 @@ def project(points: np.ndarray, method: str, extras: dict[str, np.ndarray] | Non
         assert points.shape[1] == 2, f"raw coordinates need a 2-D latent, got {points.shape[1]}-D"
         return {"points": points, **extras}
     if method == "PCA":
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed).fit(points)
-        transform = pca.transform
+        transform = pca_transform(points)
         fitted = transform(points)
     elif method == "UMAP":
         reducer = _umap().UMAP(n_components=2, n_neighbors=min(n_neighbors, len(points) - 1), min_dist=min_dist,
