@@ -361,7 +361,8 @@ def dataset_background(path) -> float:
 
 
 def show_grid(array: np.ndarray, name: str, caption: str | None = None, container=st) -> None:
-    """An upscaled image grid with a PNG download button under it (`name` is the file stem and key)."""
+    """An upscaled image grid with a PNG download button under it (`name` is the file stem and key);
+    the PNG is encoded when the button is clicked, not on every run."""
     container.image(array, caption=caption)
-    container.download_button("⬇️ PNG", imaging.png_bytes(array), file_name=f"{name}.png", mime="image/png",
+    container.download_button("⬇️ PNG", lambda: imaging.png_bytes(array), file_name=f"{name}.png", mime="image/png",
                               key=f"download-{name}", on_click="ignore", help=f"Download {name}.png")

@@ -120,5 +120,5 @@ if found is not None:
     with images:
         label = f", label {data.y_test[index]}" if kind == "test" and data.y_test is not None else ""
         st.image(grid, caption=" · ".join(captions) + label, output_format="PNG")
-        st.download_button("Download PNG", png_bytes(grid), file_name=f"{entry.path.name}-{kind}-{index}.png",
+        st.download_button("Download PNG", lambda: png_bytes(grid), file_name=f"{entry.path.name}-{kind}-{index}.png",
                            mime="image/png")

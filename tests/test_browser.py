@@ -7,6 +7,7 @@ test-artifacts/screenshots/ for a person to look at.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -152,4 +153,21 @@ def test_clicking_a_point_on_the_latent_map_shows_its_image(server, browser):
     caption = page.get_by_text(f"test image #{point['index']} · its reconstruction")
     caption.wait_for(timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+
+
+def test_a_grids_png_download_is_the_image_shown(server, browser):
+    """The PNG behind a grid's download button is encoded on the click: it arrives, and it is a PNG."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(server, timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    with page.expect_download(timeout=60_000) as download:
+        page.locator('[data-testid="stDownloadButton"] button').first.click()
+    data = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename.endswith("-prior-images.png") and data.startswith(b"\x89PNG\r\n\x1a\n")
+    shown = page.evaluate("() => { const image = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img');"
+                          " return [image.naturalWidth, image.naturalHeight]; }")
+    from PIL import Image
+
+    assert list(Image.open(io.BytesIO(data)).size) == shown  # the grid above the button, pixel for pixel in size
     page.close()
