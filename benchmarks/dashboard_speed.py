@@ -17,8 +17,9 @@ Measures, each in a fresh process so no cache is warm by accident:
      cache warm, as on a second visit); beside them, the same for a bare Streamlit page holding one
      Plotly chart (the floor Streamlit's frontend and plotly.js set on this machine); and always
      with AppTest (script run to completion);
-  3. switching pages with the model loaded (AppTest `switch_page` after a warm run), first visit
-     and revisit of each page;
+  3. switching pages with the model loaded, first visit and revisit of each page: in Chromium
+     (a click on the page's link in the sidebar until the page is drawn; the targets are judged
+     on these) and with AppTest (`switch_page` after a warm run: the script alone);
   4. a UMAP projection of the test set: cold (empty projection and numba caches), cold with
      numba's cache warm, and served from the on-disk projection cache.
 Prints a table and rewrites the "Dashboard speed" section of benchmarks/RESULTS.md (between the
@@ -319,6 +320,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="browser launches of each script (default 3)")
     args = parser.parse_args()
     checkpoint = str(Path(args.checkpoint).resolve())
+    load = os.getloadavg()[0]  # what else was running, for the notes
     with tempfile.TemporaryDirectory() as cache:
         env = os.environ | {"VAMPVIZ_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
         if not args.with_datasets:
@@ -368,8 +370,9 @@ def main() -> None:
     if args.no_write:
         return
     notes = (f"## Dashboard speed\n\n`python benchmarks/dashboard_speed.py` on {date.today().isoformat()}, checkpoint "
-             f"`{Path(checkpoint).name}`. Machine: {machine()}. Every number is one run, each from a fresh process; "
-             "the machine was shared with other jobs, so treat them as rough. The health check answers before any "
+             f"`{Path(checkpoint).name}`. Machine: {machine()}. The browser figures are medians of the launches listed, the others one run, each from a fresh process; "
+             f"the 1-minute load average was {load:.1f} on its {os.cpu_count()} cores when the run started (other jobs "
+             "on a shared machine slow every figure), so treat them as rough. The health check answers before any "
              "page script runs (Streamlit runs the script when a browser session connects), so the first page's "
              "time is the one a user waits for. `vampviz dashboard` runs `dashboard/server.py`, which imports "
              "torch and the page modules in a thread as soon as the server is up, while the browser is still "

@@ -9,6 +9,7 @@ if str(ROOT) not in sys.path:  # Streamlit puts only dashboard/ on the path
 
 import streamlit as st  # noqa: E402
 
+from dashboard import warmup  # noqa: E402
 from dashboard.state import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="vampviz", page_icon="🧛", layout="wide")
@@ -29,3 +30,4 @@ PAGES = [
 page = st.navigation(PAGES)
 render_sidebar()
 page.run()
+warmup.start_model_check()  # once the first page is out: what the first model load imports

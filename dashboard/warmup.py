@@ -4,7 +4,8 @@ On a small CPU most of the first page's wait is two things: the browser loading 
 frontend, and the page script importing torch and the model library (seconds each). `lifespan`
 starts `warm_imports` in a thread as soon as the server is up, so the two overlap; the page's own
 imports then find the modules loaded (or wait for the thread's import to finish: Python's import
-locks are per module). After them it warms what the first model load needs (`warm_model_check`).
+locks are per module). Once the first page has run, `start_model_check` warms what the first
+model load needs (`warm_model_check`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 WARM_MODULES = ("torch", "pandas", "plotly.graph_objects", "dashboard.state", "dashboard.views",
                 "dashboard.gallery")
 THREAD_NAME = "vampviz-warm-imports"
+MODEL_CHECK_THREAD = "vampviz-warm-model-check"
 
 
 def warm_imports(modules=WARM_MODULES) -> list[str]:
@@ -41,17 +43,27 @@ def warm_model_check() -> None:
     expected_tensors(ModelConfig(input_shape=(1, 2, 2), latent_dim=1, hidden=1, components=1))
 
 
-def warm_up() -> None:
-    """The first page's imports, then (if they all worked) the first model check's."""
-    if warm_imports() == list(WARM_MODULES):
+_model_check = threading.Lock()  # held for good by the first `start_model_check`
+
+
+def start_model_check() -> None:
+    """Start `warm_model_check` in a daemon thread, once per process. app.py calls it after its
+    first page has run: started with the imports, it slowed that page by more than a second."""
+    if _model_check.acquire(blocking=False):
+        threading.Thread(target=_quietly(warm_model_check), name=MODEL_CHECK_THREAD, daemon=True).start()
+
+
+def _quietly(function):
+    def run():
         try:
-            warm_model_check()
+            function()
         except Exception:  # noqa: BLE001 - the page that loads a model reports its own errors
             pass
+    return run
 
 
 @asynccontextmanager
 async def lifespan(_app):
-    """st.App's lifespan: start the warm-up in a daemon thread, then serve."""
-    threading.Thread(target=warm_up, name=THREAD_NAME, daemon=True).start()
+    """st.App's lifespan: start the imports in a daemon thread, then serve."""
+    threading.Thread(target=warm_imports, name=THREAD_NAME, daemon=True).start()
     yield

@@ -20,7 +20,7 @@ def test_warm_imports_go_in_order_and_stop_quietly_at_a_failure():
 
 def test_the_lifespan_starts_the_imports_in_a_daemon_thread(monkeypatch):
     ran_in = []
-    monkeypatch.setattr(warmup, "warm_up", lambda: ran_in.append(threading.current_thread()))
+    monkeypatch.setattr(warmup, "warm_imports", lambda: ran_in.append(threading.current_thread()))
 
     async def serve():
         async with warmup.lifespan(None):
@@ -48,7 +48,8 @@ def test_streamlit_run_finds_the_server_app_and_its_modules_exist():
 def test_after_the_warm_up_a_first_model_check_imports_nothing_new():
     """The meta-device build that checks a checkpoint's weights imports nothing that the warm-up
     has not imported (what it imports costs seconds: run in a fresh process)."""
-    code = ("import sys; from dashboard import warmup; warmup.warm_up(); before = set(sys.modules); "
+    code = ("import sys; from dashboard import warmup; warmup.warm_imports(); warmup.warm_model_check(); "
+            "before = set(sys.modules); "
             "from vae_core import checkpoint; "
             "checkpoint.expected_tensors(checkpoint.read_config('checkpoints/digits-vae-vampprior')[0]); "
             "new = sorted(m for m in set(sys.modules) - before if m.startswith(('torch', 'sympy'))); print(new)")
@@ -57,3 +58,15 @@ def test_after_the_warm_up_a_first_model_check_imports_nothing_new():
 
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]
+
+
+def test_the_model_check_starts_once_per_process(monkeypatch):
+    ran = []
+    monkeypatch.setattr(warmup, "warm_model_check", lambda: ran.append(threading.current_thread().name))
+    monkeypatch.setattr(warmup, "_model_check", threading.Lock())
+    for _ in range(3):  # every page run calls it
+        warmup.start_model_check()
+    for thread in threading.enumerate():
+        if thread.name == warmup.MODEL_CHECK_THREAD:
+            thread.join(10)
+    assert ran == [warmup.MODEL_CHECK_THREAD]
