@@ -196,10 +196,8 @@ def claim_notes(frame: pd.DataFrame, binary_pixels: bool = True) -> list[str]:
     notes under a heading, and a model without a VampPrior among them is named as left out. The
     samples' entropy is read as sharpness only for binary pixels (see `scored_columns`)."""
     groups = [group for _, group in frame.groupby(["model", "latent"], sort=False)]
-    if len(groups) == 1:
+    if len(groups) == 1 or not (frame["family"] == VAMPPRIOR).any():  # the latter: says no VampPrior was chosen
         return _prior_notes(frame, binary_pixels)
-    if not (frame["family"] == VAMPPRIOR).any():
-        return _prior_notes(frame, binary_pixels)  # says that no VampPrior was chosen
     notes = []
     for group in groups:
         title = f"{group['model'].iloc[0]} · {group['latent'].iloc[0]}"

@@ -50,11 +50,6 @@ def text_thumbnails(images: np.ndarray, max_side: int = 14) -> list[str]:
     return ["<br>".join(map("".join, rows)) for rows in cells[index].tolist()]
 
 
-def text_thumbnail(image: np.ndarray, max_side: int = 14) -> str:
-    """One image (C, H, W) as `text_thumbnails` writes it."""
-    return text_thumbnails(np.asarray(image)[None], max_side)[0]
-
-
 def latent_scatter_figure(coords: np.ndarray, labels=None, *, hover_texts: list[str] | None = None,
                           components: np.ndarray | None = None, components_name: str = "pseudo-inputs",
                           prior_samples: np.ndarray | None = None,

@@ -50,16 +50,14 @@ def start_model_check() -> None:
     """Start `warm_model_check` in a daemon thread, once per process. app.py calls it after its
     first page has run: started with the imports, it slowed that page by more than a second."""
     if _model_check.acquire(blocking=False):
-        threading.Thread(target=_quietly(warm_model_check), name=MODEL_CHECK_THREAD, daemon=True).start()
+        threading.Thread(target=_warm_model_check_quietly, name=MODEL_CHECK_THREAD, daemon=True).start()
 
 
-def _quietly(function):
-    def run():
-        try:
-            function()
-        except Exception:  # noqa: BLE001 - the page that loads a model reports its own errors
-            pass
-    return run
+def _warm_model_check_quietly() -> None:
+    try:
+        warm_model_check()
+    except Exception:  # noqa: BLE001 - the page that loads a model reports its own errors
+        pass
 
 
 @asynccontextmanager

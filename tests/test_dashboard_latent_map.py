@@ -76,9 +76,9 @@ def test_selected_point_reads_customdata():
 def test_text_thumbnail_keeps_the_image_shape():
     image = np.zeros((1, 8, 8), np.float32)
     image[0, :, 0] = 1.0
-    rows = latent_map.text_thumbnail(image).split("<br>")
+    rows = latent_map.text_thumbnails(image[None])[0].split("<br>")
     assert len(rows) == 8 and all(row.startswith("██") for row in rows)
-    assert len(latent_map.text_thumbnail(np.zeros((1, 28, 28))).split("<br>")) == 14
+    assert len(latent_map.text_thumbnails(np.zeros((1, 1, 28, 28)))[0].split("<br>")) == 14
 
 
 def test_text_thumbnails_of_a_batch_are_each_images_own():
@@ -88,7 +88,7 @@ def test_text_thumbnails_of_a_batch_are_each_images_own():
     blank, full, grey = latent_map.text_thumbnails(batch)
     assert blank == "<br>".join(["\u00a0" * 8] * 4) and full == "<br>".join(["█" * 8] * 4)
     assert grey.startswith("▒▒\u00a0") and grey.count("▒") == 2  # 0.5 of five levels: the middle one
-    assert latent_map.text_thumbnails(batch[2:]) == [latent_map.text_thumbnail(batch[2])]
+    assert latent_map.text_thumbnails(batch[2:]) == [grey]  # each image's own, whatever the batch
 
 
 def test_point_images():

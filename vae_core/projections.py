@@ -66,7 +66,7 @@ def pca_transform(points: np.ndarray, components: int = 2):
     points = np.asarray(points, dtype=np.float64)
     mean = points.mean(axis=0)
     centred = points - mean
-    values, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # by ascending eigenvalue
     axes = vectors[:, ::-1][:, :components].T  # (components, D), largest variance first
     axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]
     return lambda x: ((np.asarray(x, dtype=np.float64) - mean) @ axes.T).astype(np.float32)
