@@ -165,7 +165,6 @@ def server_timings(env: dict, script: str, cwd: Path = ROOT, switches: list[tupl
                 result["browser_first_page"] = time.perf_counter() - t
                 t = time.perf_counter()
                 page.reload()
-                page.wait_for_selector(IDLE, timeout=300_000)
                 page.wait_for_function(DRAWN, timeout=300_000, polling=50)
                 result["browser_reload"] = time.perf_counter() - t
                 if switches:
@@ -235,13 +234,9 @@ def umap_timings(env: dict, checkpoint: str) -> dict:
     return {"cold": cold, "warm_numba": warm_numba, "cached": cached}
 
 
-def pages() -> list[str]:
-    """The pages app.py registers, in its order (the first is the default page)."""
-    return re.findall(r'st\.Page\("\.\./pages/(\w+)\.py"', (ROOT / "dashboard" / "app.py").read_text())
-
-
 def page_titles() -> list[tuple[str, str, str]]:
-    """(page, its link text in the sidebar, the title its script writes) of each page app.py registers."""
+    """(page, its link text in the sidebar, the title its script writes) of each page app.py registers,
+    in its order (the first is the default page)."""
     found = []
     for name, link in re.findall(r'st\.Page\("\.\./pages/(\w+)\.py", title="([^"]+)"',
                                  (ROOT / "dashboard" / "app.py").read_text()):
@@ -333,7 +328,7 @@ def main() -> None:
         print("a bare Streamlit page with one Plotly chart…", flush=True)
         bare = bare_page_timings(env, max(1, args.repeats))
         print("AppTest first page and page switches…", flush=True)
-        order = pages()
+        order = [name for name, _, _ in titles]
         apptest = child(APPTEST_CHILD, [str(ROOT / "dashboard" / "app.py"), checkpoint, *order[1:], order[0]], env)
         umap = None
         if not args.no_umap:
