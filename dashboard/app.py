@@ -24,7 +24,7 @@ PAGES = [
     st.Page("../pages/compare.py", title="Compare priors", icon="⚖️"),
     st.Page("../pages/probe.py", title="Probe an image", icon="🔍"),
     st.Page("../pages/train.py", title="Train", icon="🏋️"),
-    st.Page("../pages/replay.py", title="Training replay", icon="⏯️"),
+    st.Page("../pages/replay.py", title="Training history", icon="📈"),
 ]
 
 page = st.navigation(PAGES)

@@ -1,4 +1,4 @@
-"""Figures and images for the Train and Training replay pages (pure: arrays in, figures out)."""
+"""Figures and images for the Train and Training history pages (pure: arrays in, figures out)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Models: every checkpoint found, then the selected one's metrics and training curves."""
+"""Models: every checkpoint found, then the selected one's metrics and its prior's images."""
 
 import streamlit as st
 
@@ -79,12 +79,5 @@ if config.has_components:  # what the prior is made of, at a glance
                    "orders them by the share of the test set each explains, beside their reconstructions and "
                    "nearest training images.")
 
-st.subheader("Training curves")
-st.caption("Per-epoch averages on the training and validation sets. The dotted grey line (right axis) is "
-           "the KL weight β: it warms up from 0 to 1, so the loss and the KL change shape while it rises. "
-           "Training stops early when the validation loss stops improving; the saved weights are the best epoch's.")
-if not info.history:
-    st.info("This checkpoint has no history.json, so there are no training curves to show.")
-else:
-    for column, quantity in zip(st.columns(3), gallery.CURVES):
-        column.plotly_chart(gallery.training_curve_figure(info.history, quantity), width="stretch")
+st.caption("Its training curves (loss, reconstruction and KL per epoch, with the KL warm-up) are on the "
+           "**Training history** page, and its active units over training on the **Active units** page.")

@@ -96,7 +96,7 @@ with new_run.form("train-form"):
     warmup = two.number_input("KL warm-up (epochs)", 0, 10000, 10, key="train-warmup",
                               help="β grows linearly from 1/warm-up to 1 over these epochs")
     every = three.number_input("Snapshot every (epochs)", 0, 1000, 2, key="train-snapshot-every",
-                               help="Saves pseudo-inputs and samples for the live view and the Training replay "
+                               help="Saves pseudo-inputs and samples for the live view and the Training history "
                                     "page; 0: never")
     one, two = st.columns([1, 2])
     devices = available_devices()

@@ -1,4 +1,4 @@
-"""AppTests of the Train and Training replay pages; runs go to a temporary $VAMPVIZ_CHECKPOINTS."""
+"""AppTests of the Train and Training history pages; runs go to a temporary $VAMPVIZ_CHECKPOINTS."""
 
 from __future__ import annotations
 
@@ -151,13 +151,17 @@ def test_bad_folder_name_is_one_error_line(runs):
                     reason="shipped checkpoints not generated yet")
 def test_replay_page_without_snapshots_explains_and_replays_one_that_has_them(runs):
     at = open_page("replay", checkpoint=str(SHIPPED / "digits-vae-standard"))  # shipped without snapshots
-    assert at.title[0].value.endswith("Training replay")
+    assert at.title[0].value.endswith("Training history")
     (info,) = at.info
     assert "digits-vae-standard** was trained without snapshots" in info.value and "--snapshot-every" in info.value
     picker = at.selectbox(key="replay_checkpoint")
     assert picker.value == str(SHIPPED / "digits-vae-vampprior")  # the one shipped with snapshots
     (slider,) = at.select_slider
     assert len(slider.options) >= 5
+    # its own curves, then the replayed checkpoint's with the marker at the chosen epoch
+    specs = charts(at)
+    assert len(specs) == 6 and not any(s["layout"].get("shapes") for s in specs[:3])
+    assert all(s["layout"]["shapes"][0]["x0"] == int(slider.value) for s in specs[3:])
 
 
 def test_replay_page_steps_through_the_shipped_snapshots(runs):
