@@ -572,6 +572,7 @@ def test_an_integer_of_thousands_of_digits_is_a_checkpoint_error(saved):
     (ckpt.HISTORY_FILE, [{"epoch": 1, "val_loss": [40.0]}], "val_loss"),
     (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": 3}], "active_units"),
     (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": {"z": 2.5}}], "active_units"),
+    (ckpt.HISTORY_FILE, [{"epoch": 1, "active_units": {"z": True}}], "active_units"),
     (ckpt.METRICS_FILE, [1, 2], "JSON object"),
     (ckpt.METRICS_FILE, "good", "JSON object"),
     (ckpt.METRICS_FILE, {"log_likelihood": "high"}, "log_likelihood"),

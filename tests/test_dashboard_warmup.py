@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def test_streamlit_run_finds_the_server_app_and_its_modules_exist():
     assert found.is_asgi_app and found.app_name == "app"
     assert "st.App(\"app.py\"" in (ROOT / "dashboard" / "server.py").read_text()
     for name in warmup.WARM_MODULES:
-        assert name.split(".")[0] in ("torch", "pandas", "plotly", "dashboard")
+        assert name.split(".")[0] in ("streamlit", "torch", "pandas", "plotly", "dashboard")
+        assert importlib.util.find_spec(name) is not None, name
         if name.startswith("dashboard."):
             assert (ROOT / (name.replace(".", "/") + ".py")).is_file(), name
 
