@@ -140,6 +140,15 @@ def test_nearest_neighbours_match_brute_force():
     assert index[:, 0].tolist() == [0, 1] and np.allclose(distances, 0, atol=1e-6)
 
 
+def test_nearest_neighbours_break_ties_by_index_like_a_stable_sort():
+    rng = np.random.default_rng(2)
+    queries, data = rng.integers(0, 2, (9, 1, 3, 3)), rng.integers(0, 2, (60, 1, 3, 3))  # many equal distances
+    for count, chunk in ((1, 4096), (7, 4096), (7, 16), (60, 25)):
+        index, _ = gallery.nearest_neighbours(queries, data, count, chunk=chunk)
+        squared = ((queries.reshape(9, 1, -1) - data.reshape(1, 60, -1)) ** 2).sum(-1)
+        assert index.tolist() == np.argsort(squared, axis=1, kind="stable")[:, :count].tolist(), (count, chunk)
+
+
 def test_grid_shapes_and_scale():
     images = np.random.default_rng(0).random((10, 1, 8, 8))
     assert gallery.display_scale((1, 8, 8)) == 8 and gallery.display_scale((1, 28, 28)) == 2
