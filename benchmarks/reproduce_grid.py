@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vae_core.paper import CALTECH_VAMPPRIOR_NOTE, MODEL_TITLES, PAPER_MODELS, PAPER_TABLE2  # noqa: F401 (shared)
+
 PAPER_EPOCHS = 2000
 PAPER_WARMUP = 100
 PAPER_PATIENCE = 50
@@ -35,14 +37,8 @@ SORTED_TEST_SETS = {"mnist-static"}
 ALL_PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 
 # The grid's models: the MLP VAE and HVAE, and the paper's convolutional two-level models, the
-# convHVAE and the PixelHVAE (the convHVAE with a PixelCNN over p(x | z1, z2)); {name: config fields}.
-MODELS: dict[str, dict[str, str]] = {
-    "vae": {"model": "vae", "architecture": "mlp", "pixel_model": "independent"},
-    "hvae": {"model": "hvae", "architecture": "mlp", "pixel_model": "independent"},
-    "convhvae": {"model": "hvae", "architecture": "conv", "pixel_model": "independent"},
-    "pixelhvae": {"model": "hvae", "architecture": "conv", "pixel_model": "pixelcnn"},
-}
-MODEL_TITLES = {"vae": "VAE", "hvae": "HVAE", "convhvae": "convHVAE", "pixelhvae": "PixelHVAE"}
+# convHVAE and the PixelHVAE; {name: config fields} (vae_core.paper).
+MODELS = PAPER_MODELS
 MLP_MODELS, CONV_MODELS = ("vae", "hvae"), ("convhvae", "pixelhvae")
 
 GRID: list[tuple[str, str, str]] = (
@@ -52,26 +48,6 @@ GRID: list[tuple[str, str, str]] = (
     + [(d, m, p) for d in ("mnist-static", "caltech101", "freyfaces") for m in CONV_MODELS
        for p in ("standard", "vampprior")]
 )
-
-# Table 2 of the paper: test log-likelihood in nats (binary data) or bits/dim (Frey Faces), with
-# the sources that quote each figure. The paper's full text could not be opened from this machine
-# (the stored copies of its pages expose only their first paragraphs), so a cell is filled only
-# where a public source quotes the figure; every other cell stays None (shown blank) rather than
-# being typed from memory. Fill them in from Table 2 of arXiv:1705.07120v5 / the AISTATS paper.
-SOURCE_PYTHAE = ("pythae's reproduction card huggingface.co/clementchadebec/reproduced_vamp, which cites it "
-                 "as the paper's value, and a public literature-notes file on GitHub quoting Table 2")
-SOURCE_NOTES = ("a public literature-notes file on GitHub quoting Table 2, not checked against the paper "
-                "itself")
-PAPER_TABLE2: dict[tuple[str, str, str], tuple[float, str]] = {
-    ("mnist-static", "vae", "vampprior"): (-85.57, SOURCE_PYTHAE),
-    ("mnist-static", "hvae", "vampprior"): (-83.19, SOURCE_NOTES),
-    ("mnist-static", "convhvae", "vampprior"): (-81.09, SOURCE_NOTES),
-    ("mnist-static", "pixelhvae", "vampprior"): (-79.78, SOURCE_NOTES),
-}
-
-# Listed for the paper's Caltech101 VampPrior by the notes file above, without the model (VAE or
-# HVAE), so it is put in no cell.
-CALTECH_VAMPPRIOR_NOTE = -108.28
 
 # The budget the committed RESULTS.md was produced with on the shared 2-core CPU.
 CPU_BUDGET_COMMAND = (
