@@ -11,6 +11,7 @@ from vae_core import paths
 from vae_core.checkpoint import CONFIG_FILE, CheckpointInfo, read_info
 from vae_core.config import ModelConfig
 from vae_core.errors import VampvizError
+from vae_core.paper import reported_log_likelihood
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = ROOT / "checkpoints"
@@ -136,6 +137,7 @@ def summary_row(entry: Entry) -> dict:
         "latent": " / ".join(f"{k}={v}" for k, v in c.latent_sizes.items()),
         "epochs": entry.info.epochs,
         "test LL": m.get("log_likelihood"),
+        "paper LL": paper[0] if (paper := reported_log_likelihood(c)) else None,
         "ELBO": m.get("elbo"),
         "active units": " / ".join(f"{k}={v}" for k, v in active.items()) or None,
         "error": None,

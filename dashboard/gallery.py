@@ -26,7 +26,7 @@ TRAIN_COLOR, VAL_COLOR, BETA_COLOR = "#1f77b4", "#ff7f0e", "rgba(120, 120, 120, 
 # --------------------------------------------------------------------------------------------
 # Models page
 
-TABLE_COLUMNS = ["checkpoint", "dataset", "model", "prior", "K", "latent", "epochs", "test LL", "ELBO",
+TABLE_COLUMNS = ["checkpoint", "dataset", "model", "prior", "K", "latent", "epochs", "test LL", "paper LL", "ELBO",
                  "active units"]
 
 # history key suffix -> (chart title, y-axis title)
@@ -78,8 +78,9 @@ def training_curve_figure(history: list[dict], quantity: str) -> go.Figure:
     return fig
 
 
-def metric_tiles(metrics: dict, epochs: int) -> list[tuple[str, str, str]]:
-    """(label, value, help) for each st.metric tile; metrics missing from metrics.json are skipped."""
+def metric_tiles(metrics: dict, epochs: int, paper: tuple[float, str] | None = None) -> list[tuple[str, str, str]]:
+    """(label, value, help) for each st.metric tile; metrics missing from metrics.json are skipped.
+    `paper` is the paper's test log-likelihood for the model and its source (vae_core.paper), if any."""
     tiles = []
 
     def add(label, key, fmt, help_text):
@@ -91,6 +92,9 @@ def metric_tiles(metrics: dict, epochs: int) -> list[tuple[str, str, str]]:
         value = f"{ll:.2f} ± {stderr:.2f}" if stderr is not None else f"{ll:.2f}"
         tiles.append(("test log-likelihood", value, f"importance-sampled log p(x), {metrics.get('samples', '?')} "
                                                     "samples per image, in nats (higher is better)"))
+    if paper is not None:
+        tiles.append(("the paper's test LL", f"{paper[0]:.2f}", f"Table 2 of Tomczak & Welling (2018), as quoted by "
+                                                                 f"{paper[1]}; trained far longer (up to 2,000 epochs)"))
     add("ELBO", "elbo", "{:.2f}", "evidence lower bound on the test set, nats (higher is better)")
     add("reconstruction", "reconstruction", "{:.2f}", "E_q log p(x|z) on the test set, nats")
     add("KL", "kl", "{:.2f}", "E_q [log q(z|x) − log p(z)] on the test set, nats")

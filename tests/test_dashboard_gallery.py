@@ -80,6 +80,9 @@ def test_metric_tiles_from_metrics_and_missing_keys():
     assert tiles["active units (z1)"] == "3 / 4" and tiles["active units (z2)"] == "7 / 9"
     assert tiles["epochs"] == "42" and tiles["ELBO"] == "-21.00"
     assert [label for label, _, _ in gallery.metric_tiles({}, 3)] == ["epochs"]
+    with_paper = gallery.metric_tiles(metrics, 42, paper=(-19.5, "a source"))  # beside ours, with its source
+    assert [label for label, _, _ in with_paper][:2] == ["test log-likelihood", "the paper's test LL"]
+    assert with_paper[1][1] == "-19.50" and "a source" in with_paper[1][2]
 
 
 # -------------------------------------------------------------------------------- responsibilities

@@ -19,13 +19,18 @@ if not any((p / "config.json").exists() for p in SHIPPED.glob("*")):
 def test_first_page_is_models_with_table_tiles_and_pseudo_inputs():
     at = open_page()  # the sidebar picks the default checkpoint
     assert at.title[0].value.endswith("Models")
-    tables = {sub.value: table for sub, table in zip(at.subheader, at.dataframe)}  # one table per dataset
+    descriptions = {d.description for d in DATASETS.values()}
+    tables = dict(zip([s.value for s in at.subheader if s.value in descriptions], at.dataframe))  # one per dataset
     (table,) = [t for title, t in tables.items() if title == DATASETS["digits"].description]
     names = table.value["checkpoint"].tolist()
     assert VAMP in names and STANDARD in names
     assert {"model", "prior", "K", "latent", "epochs", "test LL", "ELBO", "active units"} <= set(table.value)
     assert all(t.value["checkpoint"].size for t in at.dataframe)
+    mnist = tables[DATASETS["mnist-static"].description].value.set_index("checkpoint")  # beside the paper's figure
+    assert mnist.loc["mnist-static-vae-vampprior", "paper LL"] == -85.57
+    assert mnist["paper LL"].isna()["mnist-static-vae-standard"]
     assert any(m.label == "test log-likelihood" for m in at.metric)
+    assert any(m.label == "the paper's test LL" and m.value == "-85.57" for m in at.metric)
     # the default checkpoint is a VampPrior: its pseudo-inputs are shown at first launch
     assert any(h.value.startswith("The prior's") and h.value.endswith("pseudo-inputs u_k") for h in at.subheader)
     assert image_count(at) == 1
