@@ -377,6 +377,8 @@ def main() -> None:
              "arrives), every image has loaded and every Plotly chart is drawn; the browser starts with an empty "
              "cache each launch, as on a first visit, and the reload shows a second visit. The bare page (a title "
              "and one Plotly chart, nothing of vampviz) is the floor Streamlit and plotly.js set on this machine. "
+             "The first page (Models) draws no Plotly chart, so the browser loads and runs plotly.js (4.7 MB) on "
+             "the first visit of a page that has one: the first switch (to Pseudo-inputs) includes it. "
              + ("The app read the dataset files. " if args.with_datasets else
                 "The app saw no dataset files (an empty `$VAMPVIZ_DATA_DIR`, as on a fresh clone), so its pages "
                 "served the checkpoint's embedded sample. ") + "\n\n" + text)
