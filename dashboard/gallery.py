@@ -93,8 +93,8 @@ def metric_tiles(metrics: dict, epochs: int, paper: tuple[float, str] | None = N
         tiles.append(("test log-likelihood", value, f"importance-sampled log p(x), {metrics.get('samples', '?')} "
                                                     "samples per image, in nats (higher is better)"))
     if paper is not None:
-        tiles.append(("the paper's test LL", f"{paper[0]:.2f}", f"Table 2 of Tomczak & Welling (2018), as quoted by "
-                                                                 f"{paper[1]}; trained far longer (up to 2,000 epochs)"))
+        tiles.append(("the paper's test LL", f"{paper[0]:.2f}", f"Table 2 of Tomczak & Welling (2018), as quoted "
+                                                                 f"by {paper[1]}; trained up to 2,000 epochs"))
     add("ELBO", "elbo", "{:.2f}", "evidence lower bound on the test set, nats (higher is better)")
     add("reconstruction", "reconstruction", "{:.2f}", "E_q log p(x|z) on the test set, nats")
     add("KL", "kl", "{:.2f}", "E_q [log q(z|x) − log p(z)] on the test set, nats")

@@ -103,6 +103,16 @@ def in_background(what: str, key: tuple, compute, unit: str = "passes", containe
     return None
 
 
+def decoded(path, device, at_once, what: str, key: tuple, compute, container=None):
+    """What the checkpoint's p(x|z) decodes: `at_once()` (a cached call) where it decodes in one pass;
+    for an autoregressive one, `compute(model, progress)` in the background under `key`, None until
+    it is done (see `in_background`, which `what` and `container` are for)."""
+    if decodes_in_one_pass(path, device):
+        return at_once()
+    model = load_model(path, device)
+    return in_background(what, key, lambda progress: compute(model, progress), container=container)
+
+
 def _digest(key: tuple) -> str:
     """A short stable name for a key (widget keys; a key holding an image's bytes would be long)."""
     return hashlib.sha1(repr(key).encode()).hexdigest()[:16]
@@ -121,12 +131,10 @@ def _prior_samples(path: str, device: str, mtime: float, n: int, seed: int) -> n
 
 
 def prior_samples(path, device, n: int, seed: int, container=None) -> np.ndarray | None:
-    """n images drawn from the model (None while an autoregressive draw runs: see `in_background`)."""
-    if decodes_in_one_pass(path, device):
-        return _prior_samples(str(path), device, weights_mtime(path), n, seed)
-    model = load_model(path, device)
-    return in_background(f"Drawing {n} samples", ("prior samples", str(path), device, weights_mtime(path), n, seed),
-                         lambda progress: gallery.prior_samples(model, n, seed, progress), container=container)
+    """n images drawn from the model (None while an autoregressive draw runs: see `decoded`)."""
+    args = str(path), device, weights_mtime(path), n, seed
+    return decoded(path, device, lambda: _prior_samples(*args), f"Drawing {n} samples", ("prior samples", *args),
+                   lambda model, progress: gallery.prior_samples(model, n, seed, progress), container)
 
 
 @st.cache_data(show_spinner="Sampling the component…", max_entries=64)
@@ -136,32 +144,26 @@ def _component_samples(path: str, device: str, mtime: float, component: int, n: 
 
 def component_samples(path, device, component: int, n: int, seed: int, container=None) -> np.ndarray | None:
     """n images decoded from one prior component (None while an autoregressive draw runs)."""
-    component = int(component)
-    if decodes_in_one_pass(path, device):
-        return _component_samples(str(path), device, weights_mtime(path), component, n, seed)
-    model = load_model(path, device)
-    return in_background(f"Drawing {n} samples from component {component}",
-                         ("component samples", str(path), device, weights_mtime(path), component, n, seed),
-                         lambda progress: gallery.component_samples(model, component, n, seed, progress),
-                         container=container)
+    args = str(path), device, weights_mtime(path), int(component), n, seed
+    return decoded(path, device, lambda: _component_samples(*args),
+                   f"Drawing {n} samples from component {int(component)}", ("component samples", *args),
+                   lambda model, progress: gallery.component_samples(model, int(component), n, seed, progress),
+                   container)
 
 
 @st.cache_data(show_spinner="Reconstructing…", max_entries=32)
-def _test_reconstructions(path: str, device: str, mtime: float, data: tuple, start: int,
-                          n: int) -> tuple[np.ndarray, np.ndarray]:
-    images = evaluation_data(path).x_test[start : start + n]
-    return images, gallery.reconstruct(load_model(path, device), images)
+def _test_reconstructions(path: str, device: str, mtime: float, data: tuple, start: int, n: int) -> np.ndarray:
+    return gallery.reconstruct(load_model(path, device), evaluation_data(path).x_test[start : start + n])
 
 
 def test_reconstructions(path, device, start: int, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Evaluation test images start..start+n and their reconstructions (None while an autoregressive
     p(x|z) draws them)."""
-    if decodes_in_one_pass(path, device):
-        return _test_reconstructions(*_key(path, device), start, n)
-    model, images = load_model(path, device), evaluation_data(path).x_test[start : start + n]
-    return images, in_background(f"Reconstructing {len(images)} test images",
-                                 ("reconstructions", *_key(path, device), start, n),
-                                 lambda progress: gallery.reconstruct(model, images, progress), unit="passes")
+    images = evaluation_data(path).x_test[start : start + n]
+    return images, decoded(path, device, lambda: _test_reconstructions(*_key(path, device), start, n),
+                           f"Reconstructing {len(images)} test images",
+                           ("reconstructions", *_key(path, device), start, n),
+                           lambda model, progress: gallery.reconstruct(model, images, progress))
 
 
 @st.cache_data(show_spinner="Interpolating…", max_entries=32)
@@ -179,12 +181,11 @@ def interpolation(path, device, a: int, b: int, steps: int) -> np.ndarray | None
     """Decoded points on the line between the posterior means of test images a and b: (steps, C, H, W)
     (None while an autoregressive p(x|z) draws them)."""
     a, b, steps = int(a), int(b), int(steps)
-    if decodes_in_one_pass(path, device):
-        return _interpolation(*_key(path, device), a, b, steps)
-    model, z = load_model(path, device), _interpolation_codes(path, device, a, b, steps)
-    return in_background(f"Decoding {steps} points between test images {a} and {b}",
-                         ("interpolation", *_key(path, device), a, b, steps),
-                         lambda progress: gallery.decode(model, z, progress))
+    z = _interpolation_codes(path, device, a, b, steps)
+    return decoded(path, device, lambda: _interpolation(*_key(path, device), a, b, steps),
+                   f"Decoding {steps} points between test images {a} and {b}",
+                   ("interpolation", *_key(path, device), a, b, steps),
+                   lambda model, progress: gallery.decode(model, z, progress))
 
 
 @st.cache_data(show_spinner="Decoding the latent plane…", max_entries=16)
@@ -196,24 +197,19 @@ def decoded_manifold(path, device, xlim, ylim, steps: int) -> np.ndarray | None:
     """Images decoded on a steps x steps grid over a 2-D latent plane: (steps, steps, C, H, W) (None
     while an autoregressive p(x|z) draws them)."""
     xlim, ylim, steps = tuple(xlim), tuple(ylim), int(steps)
-    if decodes_in_one_pass(path, device):
-        return _decoded_manifold(str(path), device, weights_mtime(path), xlim, ylim, steps)
-    model = load_model(path, device)
-    return in_background(f"Decoding {steps}×{steps} points of the latent plane",
-                         ("manifold", str(path), device, weights_mtime(path), xlim, ylim, steps),
-                         lambda progress: prior_posterior.decoded_manifold(model, xlim, ylim, steps, progress))
+    args = str(path), device, weights_mtime(path), xlim, ylim, steps
+    return decoded(path, device, lambda: _decoded_manifold(*args),
+                   f"Decoding {steps}×{steps} points of the latent plane", ("manifold", *args),
+                   lambda model, progress: prior_posterior.decoded_manifold(model, xlim, ylim, steps, progress))
 
 
 def point_images(path, device, kind: str, index: int, x_test: np.ndarray,
                  container=None) -> tuple[np.ndarray, list[str]] | None:
     """`latent_map.point_images` for a picked point (None while an autoregressive p(x|z) draws them)."""
-    model = load_model(path, device)
-    if gallery.decodes_in_one_pass(model):
-        return latent_map.point_images(model, kind, index, x_test)
-    return in_background(f"Decoding the images of {kind} point {index}",
-                         ("point images", *_key(path, device), kind, int(index)),
-                         lambda progress: latent_map.point_images(model, kind, index, x_test, progress),
-                         container=container)
+    return decoded(path, device, lambda: latent_map.point_images(load_model(path, device), kind, index, x_test),
+                   f"Decoding the images of {kind} point {index}",
+                   ("point images", *_key(path, device), kind, int(index)),
+                   lambda model, progress: latent_map.point_images(model, kind, index, x_test, progress), container)
 
 
 def one_reconstruction(path, device, x: np.ndarray, what: str, container=None) -> np.ndarray | None:

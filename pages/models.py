@@ -46,7 +46,8 @@ def selected_checkpoint(entry) -> None:
             images = None
         if images is not None:
             shown = images[:SHOWN_COMPONENTS]
-            what = f"{prior.component_name}s {prior.component_symbol}" + ("" if prior.images_are_inputs else ", decoded")
+            what = f"{prior.component_name}s {prior.component_symbol}"
+            what += "" if prior.images_are_inputs else ", decoded"
             st.subheader(f"The prior's {len(images)} {what}")
             show_grid(gallery.grid(shown, min(COMPONENT_COLUMNS, len(shown)),
                                    gallery.display_scale(config.input_shape, COMPONENT_HEIGHT)),
