@@ -325,8 +325,8 @@ def _smallest(values: np.ndarray, count: int) -> np.ndarray:
     """Per row, the columns of the `count` smallest values, smallest first, ties in column order: what
     `np.argsort(values, axis=1, kind="stable")[:, :count]` gives, without sorting whole rows (the
     partition finds each row's count-th value; only the few columns up to it are sorted)."""
-    if count >= values.shape[1]:
-        return np.argsort(values, axis=1, kind="stable")
+    if not 0 < count < values.shape[1]:
+        return np.argsort(values, axis=1, kind="stable")[:, :count]
     cutoff = np.partition(values, count - 1, axis=1)[:, count - 1 : count]
     keep = np.empty((len(values), count), dtype=np.int64)
     for row, (row_values, limit) in enumerate(zip(values, cutoff)):

@@ -150,6 +150,7 @@ def test_nearest_neighbours_break_ties_by_index_like_a_stable_sort():
         index, _ = gallery.nearest_neighbours(queries, data, count, chunk=chunk)
         squared = ((queries.reshape(9, 1, -1) - data.reshape(1, 60, -1)) ** 2).sum(-1)
         assert index.tolist() == np.argsort(squared, axis=1, kind="stable")[:, :count].tolist(), (count, chunk)
+    assert gallery.nearest_neighbours(queries, data, 0)[0].shape == (9, 0)
 
 
 def test_grid_shapes_and_scale():
