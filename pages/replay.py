@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import gallery, replay
 from dashboard.loaders import snapshot
-from dashboard.state import entries, require_entry
+from dashboard.state import entries, figure_style, require_entry
 from dashboard.views import show_grid
 from vae_core.snapshots import list_snapshots
 
@@ -32,7 +32,7 @@ def curves(history: list[dict], epoch: int | None = None, key: str = "") -> None
         st.info("This checkpoint has no history.json, so there are no training curves to show.")
         return
     for column, quantity in zip(st.columns(3), gallery.CURVES):
-        column.plotly_chart(replay.curve_with_marker(history, quantity, epoch), width="stretch",
+        column.plotly_chart(figure_style(replay.curve_with_marker(history, quantity, epoch)), width="stretch",
                             key=f"curve-{quantity}-{key}")
 
 
