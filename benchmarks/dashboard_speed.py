@@ -68,6 +68,23 @@ import streamlit as st
 st.title("One Plotly chart")
 st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[0, 2, 1])))
 """
+# The floor under a switch to a latent-map page: a bare two-page app whose second page holds one
+# WebGL scatter of 3,000 points (a shipped map's test points, pseudo-inputs and prior samples).
+BARE_MAP_APP = {
+    "app.py": """import streamlit as st
+
+st.navigation([st.Page("title.py", title="Title", default=True), st.Page("map.py", title="Map")]).run()
+""",
+    "title.py": 'import streamlit as st\n\nst.title("Title")\n',
+    "map.py": """import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+st.title("One WebGL map")
+points = np.random.default_rng(0).normal(size=(3000, 2))
+st.plotly_chart(go.Figure(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers")))
+""",
+}
 CHROMIUM = os.environ.get("VAMPVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 # Run in a child process: AppTest timings of the first page, then of page switches.
@@ -200,6 +217,15 @@ def bare_page_timings(env: dict, repeats: int) -> dict:
         return medians([server_timings(env, "bare.py", Path(folder)) for _ in range(repeats)])
 
 
+def bare_map_timings(env: dict) -> dict | None:
+    """{"first visit": s, "revisit": s} of a switch to BARE_MAP_APP's map page in Chromium (None without one)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, text in BARE_MAP_APP.items():
+            (Path(folder) / name).write_text(text)
+        timings = server_timings(env, "app.py", Path(folder), switches=[("map", "Map", "One WebGL map")])
+    return timings.get("browser_switches", {}).get("map")
+
+
 BROWSER_KEYS = ("health", "browser_script_done", "browser_first_page", "browser_reload")
 
 
@@ -291,11 +317,11 @@ def targets(server: dict, apptest: dict) -> str:
 
 
 def record(checkpoint: str, with_datasets: bool, launches: dict, apptest: dict, umap: dict | None,
-           bare: dict | None = None) -> dict:
+           bare: dict | None = None, bare_map: dict | None = None) -> dict:
     """This run as one results.json record (kind "dashboard_speed"), with the machine it ran on."""
     return {
         "kind": KIND, "date": date.today().isoformat(), "machine": machine(), "checkpoint": Path(checkpoint).name,
-        "with_datasets": with_datasets, "server": launches, "bare_plotly_page": bare, "apptest": apptest, "umap": umap,
+        "with_datasets": with_datasets, "server": launches, "bare_plotly_page": bare, "bare_map_page": bare_map, "apptest": apptest, "umap": umap,
         "targets": [{"target": what, "met": ok} for what, ok in target_checks(launches["server.py"], apptest)],
     }
 
@@ -327,6 +353,8 @@ def main() -> None:
         server = launches["server.py"]
         print("a bare Streamlit page with one Plotly chart…", flush=True)
         bare = bare_page_timings(env, max(1, args.repeats))
+        print("a bare two-page app switching to one WebGL map…", flush=True)
+        bare_map = bare_map_timings(env)
         print("AppTest first page and page switches…", flush=True)
         order = [name for name, _, _ in titles]
         apptest = child(APPTEST_CHILD, [str(ROOT / "dashboard" / "app.py"), checkpoint, *order[1:], order[0]], env)
@@ -343,6 +371,9 @@ def main() -> None:
     if "browser_first_page" in bare:
         rows.append((f"a bare Streamlit page with one Plotly chart, drawn ({runs_of(bare, 'browser_first_page')})",
                      f"{bare['browser_first_page']:.2f}"))
+    if bare_map:
+        rows.append(("switch to a bare page with one 3,000-point WebGL map in Chromium: first visit / revisit",
+                     f"{bare_map['first visit']:.2f} / {bare_map['revisit']:.2f}"))
     if all("browser_first_page" in t for t in launches.values()):
         ratio = launches["app.py"]["browser_first_page"] / launches["server.py"]["browser_first_page"]
         rows.append(("first page: app.py's time / server.py's (this run)", f"{ratio:.2f}x"))
@@ -376,7 +407,8 @@ def main() -> None:
              "JavaScript loads (Streamlit fetches the code of dataframes and Plotly charts when the first one "
              "arrives), every image has loaded and every Plotly chart is drawn; the browser starts with an empty "
              "cache each launch, as on a first visit, and the reload shows a second visit. The bare page (a title "
-             "and one Plotly chart, nothing of vampviz) is the floor Streamlit and plotly.js set on this machine. "
+             "and one Plotly chart, nothing of vampviz) is the floor Streamlit and plotly.js set on this machine, and "
+             "the bare WebGL map page the floor under a switch to a latent map. "
              "The first page (Models) draws no Plotly chart, so the browser loads and runs plotly.js (4.7 MB) on "
              "the first visit of a page that has one: the first switch (to Pseudo-inputs) includes it. "
              + ("The app read the dataset files. " if args.with_datasets else
@@ -389,7 +421,7 @@ def main() -> None:
                   f"{umap['cached']['points']} test points, with the pseudo-inputs and 500 prior samples "
                   "transformed at fit time).")
     write_section(notes)
-    replace_records(RESULTS_JSON, KIND, [record(checkpoint, args.with_datasets, launches, apptest, umap, bare)])
+    replace_records(RESULTS_JSON, KIND, [record(checkpoint, args.with_datasets, launches, apptest, umap, bare, bare_map)])
     print(f"\nwrote the dashboard section of {RESULTS_MD.relative_to(ROOT)} and its record in "
           f"{RESULTS_JSON.relative_to(ROOT)}")
 

@@ -77,3 +77,22 @@ def test_medians_keep_only_what_every_run_measured():
     assert dashboard_speed.runs_of(found, "browser_first_page") == "median of 6.00, 4.00"
     assert dashboard_speed.runs_of(dashboard_speed.medians(runs[:1]), "health") == "one run"
 
+
+
+def test_the_bare_map_app_is_written_out_and_its_switch_timed(monkeypatch):
+    seen = {}
+
+    def fake(env, script, cwd, switches=()):
+        seen.update(script=script, switches=switches, files=sorted(p.name for p in cwd.iterdir()))
+        for path in cwd.iterdir():  # each page is a script Python can compile
+            compile(path.read_text(), str(path), "exec")
+        return {"health": 1.0, "browser_switches": {"map": {"first visit": 2.0, "revisit": 0.3}}}
+
+    monkeypatch.setattr(dashboard_speed, "server_timings", fake)
+    assert dashboard_speed.bare_map_timings({}) == {"first visit": 2.0, "revisit": 0.3}
+    assert seen["script"] == "app.py" and seen["files"] == ["app.py", "map.py", "title.py"]
+    (name, link, title), = seen["switches"]
+    assert f'title="{link}"' in dashboard_speed.BARE_MAP_APP["app.py"]
+    assert f'st.title("{title}")' in dashboard_speed.BARE_MAP_APP["map.py"]
+    monkeypatch.setattr(dashboard_speed, "server_timings", lambda *a, **k: {"health": 1.0})  # no Chromium
+    assert dashboard_speed.bare_map_timings({}) is None
