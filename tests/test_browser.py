@@ -161,6 +161,10 @@ def test_a_grids_png_download_is_the_image_shown(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.goto(server, timeout=60_000)
     page.wait_for_selector(IDLE, timeout=120_000)
+    # Streamlit loads the image element's code lazily: the download button can be drawn before the image
+    page.wait_for_function("() => { const image = document.querySelector("
+                           "'[data-testid=\"stMain\"] [data-testid=\"stImage\"] img');"
+                           " return image && image.complete && image.naturalWidth > 0; }", timeout=60_000)
     with page.expect_download(timeout=60_000) as download:
         page.locator('[data-testid="stDownloadButton"] button').first.click()
     data = Path(download.value.path()).read_bytes()
