@@ -173,6 +173,22 @@ def nearest_neighbours(queries, data, count: int, chunk: int = 4096) -> tuple[np
     return best_index, np.sqrt(np.maximum(best_squared, 0))
 
 
+def _smallest(values: np.ndarray, count: int) -> np.ndarray:
+    """Per row, the columns of the `count` smallest values, smallest first, ties in column order: what
+    `np.argsort(values, axis=1, kind="stable")[:, :count]` gives, without sorting whole rows (the
+    partition finds each row's count-th value; only the few columns up to it are sorted)."""
+    if not 0 < count < values.shape[1]:
+        return np.argsort(values, axis=1, kind="stable")[:, :count]
+    cutoff = np.partition(values, count - 1, axis=1)[:, count - 1 : count]
+    keep = np.empty((len(values), count), dtype=np.int64)
+    for row, (row_values, limit) in enumerate(zip(values, cutoff)):
+        columns = np.flatnonzero(row_values <= limit)  # ascending: ties keep column order
+        if len(columns) < count:  # NaNs, which sort last
+            columns = np.arange(len(row_values))
+        keep[row] = columns[np.argsort(row_values[columns], kind="stable")[:count]]
+    return keep
+
+
 # --------------------------------------------------------------------------------------------
 # Images
 
@@ -321,22 +337,6 @@ class MixtureAnalysis:
 
 
 @torch.no_grad()
-def _smallest(values: np.ndarray, count: int) -> np.ndarray:
-    """Per row, the columns of the `count` smallest values, smallest first, ties in column order: what
-    `np.argsort(values, axis=1, kind="stable")[:, :count]` gives, without sorting whole rows (the
-    partition finds each row's count-th value; only the few columns up to it are sorted)."""
-    if not 0 < count < values.shape[1]:
-        return np.argsort(values, axis=1, kind="stable")[:, :count]
-    cutoff = np.partition(values, count - 1, axis=1)[:, count - 1 : count]
-    keep = np.empty((len(values), count), dtype=np.int64)
-    for row, (row_values, limit) in enumerate(zip(values, cutoff)):
-        columns = np.flatnonzero(row_values <= limit)  # ascending: ties keep column order
-        if len(columns) < count:  # NaNs, which sort last
-            columns = np.arange(len(row_values))
-        keep[row] = columns[np.argsort(row_values[columns], kind="stable")[:count]]
-    return keep
-
-
 def analyse_mixture(model, test_means, train_images, neighbours: int = 8) -> MixtureAnalysis | None:
     """Everything the Pseudo-inputs page shows about a mixture prior; None when the prior is no mixture.
 

@@ -266,3 +266,12 @@ def test_models_tables_put_the_selected_checkpoints_dataset_first():
     assert list(gallery.tables_by_dataset(table, "mnist-static")) == ["mnist-static", "caltech101", "digits"]
     assert list(gallery.tables_by_dataset(table)) == ["caltech101", "digits", "mnist-static"]
     assert gallery.tables_by_dataset(table)["digits"].columns.tolist() == ["checkpoint"]
+
+
+def test_analyse_mixture_builds_no_autograd_graph(tiny_models, monkeypatch):
+    seen = []
+    heads = gallery.component_images
+    monkeypatch.setattr(gallery, "component_images", lambda model: seen.append(torch.is_grad_enabled()) or heads(model))
+    rng = np.random.default_rng(0)
+    gallery.analyse_mixture(tiny_models["vamp"], rng.standard_normal((30, 3)), rng.random((40, 1, 8, 8)), neighbours=4)
+    assert seen == [False]
